@@ -1,0 +1,46 @@
+"""The Starlette application: routes plus pure-ASGI middleware, assembled from an :class:`AppState`."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from api.auth.routes import auth_routes
+from api.graphql.endpoint import graphql_routes
+from api.health import health_routes
+from api.middleware import BodyLimitMiddleware, Metrics, RequestContextMiddleware
+from api.state import AppState
+from portal.routes import portal_routes
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse(
+        {"error": "http_error", "error_description": exc.detail},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def _portal_redirect(request: Request) -> Response:
+    return RedirectResponse("/portal/")
+
+
+def create_app(state: AppState) -> Starlette:
+    metrics = Metrics()
+    routes: list[BaseRoute] = [
+        *health_routes(state, metrics),
+        *auth_routes(state),
+        *graphql_routes(state),
+        *portal_routes(),
+        Route("/portal", _portal_redirect),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    app.state.milepost = state
+    # outermost first: the request id must exist before anything else logs or refuses
+    app.add_middleware(BodyLimitMiddleware, max_bytes=state.settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,45 @@
+"""Bearer-token authentication for protected endpoints (RFC 6750 errors and challenges)."""
+
+from __future__ import annotations
+
+from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse
+
+from api.auth.tokens import InvalidToken, TokenService
+from domain.tenancy.principal import Principal
+
+REALM = "milepost"
+
+
+class Unauthorized(Exception):
+    def __init__(self, error: str | None, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+    def challenge(self) -> str:
+        if self.error is None:  # no credentials at all: RFC 6750 §3.1 says send no error code
+            return f'Bearer realm="{REALM}"'
+        escaped = self.description.replace('"', "'")
+        return f'Bearer realm="{REALM}", error="{self.error}", error_description="{escaped}"'
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(
+            {"error": self.error or "unauthorized", "error_description": self.description},
+            status_code=401,
+            headers={"WWW-Authenticate": self.challenge()},
+        )
+
+
+def authenticate(connection: HTTPConnection, tokens: TokenService) -> Principal:
+    """The principal of a request's ``Authorization: Bearer`` token, or :class:`Unauthorized`."""
+    header = connection.headers.get("authorization")
+    if not header:
+        raise Unauthorized(None, "authentication required: send an OAuth2 bearer access token")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("invalid_request", "the Authorization header must be 'Bearer <token>'")
+    try:
+        return tokens.verify(token.strip())
+    except InvalidToken as error:
+        raise Unauthorized("invalid_token", str(error)) from None

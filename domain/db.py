@@ -1,0 +1,83 @@
+"""The database base class and the one place where tenant scope reaches PostgreSQL.
+
+Two layers keep tenants apart, on purpose both:
+- PostgreSQL row-level security (policies on ``app.tenant_id`` / ``app.account_id``), set per transaction
+  by :func:`apply_scope` with ``set_config(..., true)`` so it can never outlive the transaction on a pooled
+  connection;
+- every query is also filtered explicitly through :func:`scoped`, so a mistake in one layer is caught by
+  the other. A lint test forbids hand-written ``tenant_id ==`` filters anywhere else.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import MetaData, Select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import DeclarativeBase
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantScope:
+    """Whose data a unit of work may see: a tenant, and for shipper principals one of its accounts."""
+
+    tenant_id: uuid.UUID
+    account_id: uuid.UUID | None = None
+
+
+_SET_SCOPE = text(
+    "SELECT set_config('app.tenant_id', :tenant_id, true), set_config('app.account_id', :account_id, true)"
+)
+
+
+async def apply_scope(session: AsyncSession, scope: TenantScope) -> None:
+    """Bind the current transaction to ``scope``; the setting ends with the transaction."""
+    await session.execute(
+        _SET_SCOPE,
+        {
+            "tenant_id": str(scope.tenant_id),
+            "account_id": str(scope.account_id) if scope.account_id else "",
+        },
+    )
+
+
+@asynccontextmanager
+async def scoped_transaction(
+    session_factory: async_sessionmaker[AsyncSession], scope: TenantScope
+) -> AsyncIterator[AsyncSession]:
+    """One transaction bound to ``scope``: committed on success, rolled back on error.
+
+    This is what the edges (HTTP requests, actors, CLI commands) use; services below them only flush.
+    """
+    async with session_factory() as session, session.begin():
+        await apply_scope(session, scope)
+        yield session
+
+
+SelectT = TypeVar("SelectT", bound=Select[Any])
+
+
+def scoped(statement: SelectT, model: Any, scope: TenantScope) -> SelectT:
+    """Filter ``statement`` on ``model`` to ``scope``: the tenant, and the account where the row has one."""
+    statement = statement.where(model.tenant_id == scope.tenant_id)
+    if scope.account_id is not None:
+        account_column = getattr(model, "account_id", None)
+        if account_column is not None:
+            statement = statement.where(account_column == scope.account_id)
+    return statement

@@ -1,0 +1,69 @@
+"""Row-level security and the application role, applied by migrations (which run as the table owner).
+
+Policies compare against the transaction-local settings written by ``domain.db.apply_scope``. Two narrow
+"lookup" clauses let a transaction find one row by a key it already holds before it knows the tenant:
+a tenant by its slug (user login) and an API client by its ``client_id`` (OAuth2 client credentials).
+"""
+
+from __future__ import annotations
+
+import os
+
+from alembic import op
+
+CURRENT_TENANT = "NULLIF(current_setting('app.tenant_id', true), '')::uuid"
+CURRENT_ACCOUNT = "NULLIF(current_setting('app.account_id', true), '')::uuid"
+
+
+def app_role() -> str:
+    role = os.environ.get("MILEPOST_APP_ROLE", "milepost_app")
+    if not role.replace("_", "").isalnum():
+        raise ValueError(f"MILEPOST_APP_ROLE must be an identifier, got {role!r}")
+    return role
+
+
+def create_app_role() -> None:
+    """The role the application connects as: owns nothing, not superuser, no BYPASSRLS."""
+    role = app_role()
+    op.execute(
+        f"""
+        DO $$ BEGIN
+          IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
+            CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+          END IF;
+        END $$
+        """
+    )
+    password = os.environ.get("MILEPOST_APP_DB_PASSWORD")
+    if password:
+        escaped = password.replace("'", "''")
+        op.execute(f"ALTER ROLE {role} PASSWORD '{escaped}'")
+    op.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+    op.execute(f"GRANT SELECT ON alembic_version TO {role}")
+
+
+def grant_read_write(*tables: str) -> None:
+    for table in tables:
+        op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {app_role()}")
+
+
+def grant_read(*tables: str) -> None:
+    for table in tables:
+        op.execute(f"GRANT SELECT ON {table} TO {app_role()}")
+
+
+def enable_tenant_rls(
+    table: str, *, tenant_column: str = "tenant_id", account_column: str | None = None, lookup: str = ""
+) -> None:
+    """ENABLE and FORCE row-level security with one policy for reads and writes.
+
+    ``account_column`` adds the shipper condition; ``lookup`` is an extra OR-ed clause for pre-tenant
+    look-ups (see the module docstring).
+    """
+    condition = f"{tenant_column} = {CURRENT_TENANT}"
+    if account_column:
+        condition += f" AND ({CURRENT_ACCOUNT} IS NULL OR {account_column} = {CURRENT_ACCOUNT})"
+    using = f"({condition}) OR ({lookup})" if lookup else condition
+    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+    op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+    op.execute(f"CREATE POLICY tenant_isolation ON {table} USING ({using}) WITH CHECK ({condition})")

@@ -1,0 +1,82 @@
+"""The ``milepost`` command. Every sub-command reads its configuration from the environment."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from milepost.logs import configure_logging
+from milepost.settings import Settings
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        lines = ["configuration error:"]
+        for problem in error.errors():
+            where = ".".join(str(part) for part in problem["loc"]) or "settings"
+            name = (
+                where.upper()
+                if where.upper().startswith(("DATABASE_URL", "APP_DATABASE_URL", "BROKER_URL"))
+                else f"MILEPOST_{where.upper()}"
+            )
+            lines.append(f"  {name}: {problem['msg']} (got {problem.get('input')!r})")
+        click.echo("\n".join(lines), err=True)
+        raise SystemExit(2) from None
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.group()
+def main() -> None:
+    """Milepost: logistics exception management."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Run the API (GraphQL, OAuth2, ingest, portal)."""
+    from milepost.runtime import prepare
+    from milepost.runtime import serve as run_server
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    runtime = prepare(settings)
+    asyncio.run(run_server(runtime, host, port))
+
+
+@main.command()
+def migrate() -> None:
+    """Apply database migrations as the owner (DATABASE_URL, or the embedded database)."""
+    from milepost.database import migrate as run_migrations
+    from milepost.database import open_database
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    database = open_database(settings)
+    try:
+        run_migrations(database.owner_url, settings)
+    finally:
+        database.stop()
+    click.echo("migrations applied", err=True)
+
+
+@main.command()
+def schema() -> None:
+    """Print the GraphQL SDL (committed as api/schema.graphql)."""
+    from api.graphql.schema import schema as graphql_schema
+
+    click.echo(graphql_schema.as_str().rstrip())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Process start-up: settings → database (embedded or given) → migrations → app state → uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import structlog
+import uvicorn
+
+from api.app import create_app
+from api.auth.tokens import TokenService, load_or_create_key
+from api.state import AppState
+from milepost.database import (
+    Database,
+    create_engine,
+    head_revision,
+    migrate,
+    open_database,
+    session_factory,
+)
+from milepost.settings import Settings
+
+log = structlog.get_logger("milepost")
+
+BackgroundTask = Callable[[AppState, asyncio.Event], Awaitable[None]]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    database: Database
+
+
+def prepare(settings: Settings, *, migrate_embedded: bool = True) -> Runtime:
+    """Open the database; an embedded one is migrated right away (a newcomer has nobody to run migrate)."""
+    database = open_database(settings)
+    if database.embedded is not None and migrate_embedded:
+        migrate(database.owner_url, settings)
+    return Runtime(settings=settings, database=database)
+
+
+def build_state(runtime: Runtime) -> AppState:
+    settings = runtime.settings
+    engine = create_engine(runtime.database.app_url, settings)
+    tokens = TokenService(
+        load_or_create_key(settings.signing_key_path),
+        issuer=settings.public_url,
+        audience=settings.jwt_audience,
+        ttl_seconds=settings.access_token_ttl_seconds,
+    )
+    return AppState(
+        settings=settings,
+        engine=engine,
+        sessions=session_factory(engine),
+        tokens=tokens,
+        expected_revision=head_revision(),
+    )
+
+
+async def serve(
+    runtime: Runtime,
+    host: str,
+    port: int,
+    background: list[BackgroundTask] | None = None,
+    on_ready: Callable[[AppState], Awaitable[None]] | None = None,
+) -> None:
+    """Run the API (and any background tasks) until SIGINT/SIGTERM, then stop everything in order."""
+    state = build_state(runtime)
+    app = create_app(state)
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off", access_log=False)
+    server = uvicorn.Server(config)
+    stopping = asyncio.Event()
+    async with AsyncExitStack() as stack:
+        stack.callback(runtime.database.stop)
+        stack.push_async_callback(state.engine.dispose)
+        tasks = [asyncio.create_task(task(state, stopping)) for task in background or []]
+        if on_ready is not None:
+            await on_ready(state)
+        log.info("listening", url=f"http://{host}:{port}")
+        try:
+            await server.serve()
+        finally:
+            stopping.set()
+            for task in tasks:
+                try:
+                    await asyncio.wait_for(task, timeout=10)
+                except TimeoutError:
+                    task.cancel()
+            log.info("stopped")

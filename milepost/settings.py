@@ -1,0 +1,75 @@
+"""All configuration, from environment variables only, validated at start-up.
+
+A bad value stops the process with one line per problem (``milepost.cli`` prints them), never a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MILEPOST_", extra="ignore", frozen=True)
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path(".milepost")
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "MILEPOST_DATABASE_URL"),
+        description="Owner connection (runs migrations). Unset: an embedded PostgreSQL in data_dir.",
+    )
+    app_database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("APP_DATABASE_URL", "MILEPOST_APP_DATABASE_URL"),
+        description="The application's connection. Unset: DATABASE_URL with the user set to app_role.",
+    )
+    app_role: str = Field(default="milepost_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    app_db_password: str | None = None
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+
+    broker_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("BROKER_URL", "MILEPOST_BROKER_URL")
+    )
+
+    public_url: str = "http://127.0.0.1:8000"
+    jwt_audience: str = "milepost-api"
+    jwt_signing_key_file: Path | None = None
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=86400)
+
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    graphql_max_page_size: int = Field(default=100, ge=1, le=1000)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    demo_feed_interval_seconds: float = Field(default=2.0, gt=0)
+
+    @field_validator("database_url", "app_database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://", "postgresql+")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("amqp://", "amqps://", "redis://", "rediss://")):
+            raise ValueError("must be an amqp:// (RabbitMQ) or redis:// URL")
+        return value or None
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s):// URL")
+        return value.rstrip("/")
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.jwt_signing_key_file or self.data_dir / "jwt-signing-key.pem"
