@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from typing import Any
 
 import click
@@ -78,5 +77,11 @@ def schema() -> None:
     click.echo(graphql_schema.as_str().rstrip())
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+def _register() -> None:
+    from milepost.commands import admin, demo
+
+    for command in [*admin.COMMANDS, *demo.COMMANDS]:
+        main.add_command(command)
+
+
+_register()
