@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,4 +22,5 @@ class AppState:
     sessions: async_sessionmaker[AsyncSession]
     tokens: TokenService
     expected_revision: str | None = None
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     extras: dict[str, object] = field(default_factory=dict)

@@ -1,0 +1,67 @@
+"""Per-request GraphQL context: who is asking, and dataloaders bound to that principal's scope."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from strawberry.dataloader import DataLoader
+
+from api.state import AppState
+from domain.carriers.models import Carrier
+from domain.db import TenantScope, scoped_transaction
+from domain.shipments import repository
+from domain.tenancy.principal import Principal
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Loaders:
+    """Dataloaders for one request. Each batch runs in its own scoped transaction from the session factory
+    (sibling fields resolve concurrently, so a shared session would be unsafe). A ``Loaders`` belongs to
+    one principal, so its caches can never serve another tenant's rows."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], scope: TenantScope) -> None:
+        self._sessions = sessions
+        self.scope = scope
+        self.shipment = self._loader(repository.shipments_by_id, default=None)
+        self.account = self._loader(repository.accounts_by_id, default=None)
+        self.milestones = self._loader(repository.milestones_by_shipment, default=[])
+        self.references = self._loader(repository.references_by_shipment, default=[])
+        self.carrier: DataLoader[str, Carrier | None] = DataLoader(self._load_carriers)
+
+    def _loader(
+        self,
+        fetch: Callable[[AsyncSession, TenantScope, Sequence[uuid.UUID]], Awaitable[dict[uuid.UUID, V]]],
+        default: V,
+    ) -> DataLoader[uuid.UUID, V]:
+        async def load(keys: list[uuid.UUID]) -> list[V]:
+            async with scoped_transaction(self._sessions, self.scope) as session:
+                found = await fetch(session, self.scope, keys)
+            return [found.get(key, default) for key in keys]
+
+        return DataLoader(load)
+
+    async def _load_carriers(self, codes: list[str]) -> list[Carrier | None]:
+        async with scoped_transaction(self._sessions, self.scope) as session:
+            found = await repository.carriers_by_code(session, codes)
+        return [found.get(code) for code in codes]
+
+    async def run(self, work: Callable[[AsyncSession], Awaitable[V]]) -> V:
+        """Run ``work`` in one transaction bound to this request's scope."""
+        async with scoped_transaction(self._sessions, self.scope) as session:
+            return await work(session)
+
+
+@dataclass
+class Context:
+    principal: Principal
+    state: AppState
+    loaders: Loaders
+    request_id: str
+    now: dt.datetime

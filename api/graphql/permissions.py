@@ -1,0 +1,15 @@
+"""Who may read what. Issue 6 turns this into the full (type, field) → permission map."""
+
+from __future__ import annotations
+
+from api.graphql.relay import Forbidden
+from domain.tenancy.principal import Principal
+
+
+def require_shipment_read(principal: Principal) -> None:
+    """Staff and shipper users read shipments (shippers only their account's, by scope); partner clients
+    need the ``shipments:read`` scope."""
+    if principal.subject_kind == "user":
+        return
+    if "shipments:read" not in principal.scopes:
+        raise Forbidden("this operation needs the 'shipments:read' scope")

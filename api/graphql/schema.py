@@ -1,0 +1,184 @@
+"""The GraphQL schema root. Per-concept types live in ``api/graphql/<concept>/``."""
+
+from __future__ import annotations
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from api.graphql.context import Context
+from api.graphql.permissions import require_shipment_read
+from api.graphql.relay import (
+    Node,
+    PageInfo,
+    UserInputError,
+    check_page_size,
+    decode_cursor,
+    encode_cursor,
+    expect_global_id,
+    from_global_id,
+)
+from api.graphql.shipments.types import (
+    Account,
+    Milestone,
+    Shipment,
+    ShipmentConnection,
+    ShipmentEdge,
+    ShipmentFilter,
+    account_node,
+    shipment_node,
+)
+from domain.shipments import repository
+from domain.shipments.repository import PageKey
+from domain.tenancy.repository import current_tenant
+
+DEFAULT_PAGE_SIZE = 20
+
+
+@strawberry.type(description="A tenant: the Milepost customer whose data this API serves.")
+class Tenant:
+    slug: str = strawberry.field(description="Short unique name, used at login.")
+    name: str = strawberry.field(description="Display name.")
+
+
+@strawberry.type(description="Who is calling.")
+class Viewer:
+    kind: str = strawberry.field(description="`user` or `api_client`.")
+    roles: list[str] = strawberry.field(description="Roles of a user (staff roles or `shipper`).")
+    scopes: list[str] = strawberry.field(description="OAuth2 scopes of a partner client's token.")
+    tenant: Tenant = strawberry.field(description="The tenant the caller belongs to.")
+    account: Account | None = strawberry.field(description="For shippers: the account they belong to.")
+
+
+async def _shipment(info: strawberry.Info[Context, None], shipment_id: object) -> Shipment | None:
+    import uuid
+
+    assert isinstance(shipment_id, uuid.UUID)
+    row = await info.context.loaders.shipment.load(shipment_id)
+    return shipment_node(row) if row is not None else None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The authenticated caller.")
+    async def viewer(self, info: strawberry.Info[Context, None]) -> Viewer:
+        context = info.context
+        principal = context.principal
+        tenant = await context.loaders.run(lambda s: current_tenant(s, principal.scope))
+        if tenant is None:  # a valid token for a tenant that no longer exists
+            raise GraphQLError("the caller's tenant does not exist", extensions={"code": "UNAUTHENTICATED"})
+        account = None
+        if principal.account_id is not None:
+            row = await context.loaders.account.load(principal.account_id)
+            account = account_node(row) if row is not None else None
+        return Viewer(
+            kind=principal.subject_kind,
+            roles=sorted(principal.roles),
+            scopes=sorted(principal.scopes),
+            tenant=Tenant(slug=tenant.slug, name=tenant.name),
+            account=account,
+        )
+
+    @strawberry.field(description="Any object by its global id; null when it does not exist for you.")
+    async def node(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> Node | None:
+        type_name, value = from_global_id(id)
+        loaders = info.context.loaders
+        if type_name == "Shipment":
+            require_shipment_read(info.context.principal)
+            return await _shipment(info, value)
+        if type_name == "Account":
+            require_shipment_read(info.context.principal)
+            account = await loaders.account.load(value)
+            return account_node(account) if account is not None else None
+        if type_name == "Milestone":
+            return None  # milestones are reached through their shipment
+        return None
+
+    @strawberry.field(description="One shipment by global id; null when it does not exist for you.")
+    async def shipment(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> Shipment | None:
+        require_shipment_read(info.context.principal)
+        value = expect_global_id(id, "Shipment")
+        return await _shipment(info, value) if value is not None else None
+
+    @strawberry.field(description="Shipments, newest first, as a Relay connection.")
+    async def shipments(
+        self,
+        info: strawberry.Info[Context, None],
+        first: int = DEFAULT_PAGE_SIZE,
+        after: str | None = None,
+        filter: ShipmentFilter | None = None,
+    ) -> ShipmentConnection:
+        context = info.context
+        require_shipment_read(context.principal)
+        limit = check_page_size(first, context.state.settings.graphql_max_page_size)
+        position = decode_cursor(after) if after else None
+        where = _filter(filter)
+        scope = context.principal.scope
+        rows = await context.loaders.run(
+            lambda session: repository.list_shipments(session, scope, where, limit + 1, position)
+        )
+        page = rows[:limit]
+        for row in page:  # prime the loader: node(id) and nested look-ups in this request reuse the rows
+            context.loaders.shipment.prime(row.id, row)
+        edges = [
+            ShipmentEdge(cursor=encode_cursor(PageKey(row.created_at, row.id)), node=shipment_node(row))
+            for row in page
+        ]
+        return ShipmentConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(rows) > limit,
+                has_previous_page=False,
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+        )
+
+
+def _filter(given: ShipmentFilter | None) -> repository.ShipmentFilter:
+    if given is None:
+        return repository.ShipmentFilter()
+    account_ids = []
+    for index, global_id in enumerate(given.account_id or []):
+        value = expect_global_id(global_id, "Account", argument=f"filter.accountId[{index}]")
+        if value is None:
+            raise UserInputError(
+                f"filter.accountId[{index}]: {global_id!r} is not an account id", argument="filter"
+            )
+        account_ids.append(value)
+    return repository.ShipmentFilter(
+        statuses=[str(s.value) for s in given.status or []],
+        modes=[str(m.value) for m in given.mode or []],
+        account_ids=account_ids,
+        carrier_codes=list(given.carrier_code or []),
+        reference=given.reference,
+    )
+
+
+class MaskInternalErrors(MaskErrors):
+    """Hide unexpected exceptions behind a message with the request id (the log has the details);
+    errors we raise on purpose (GraphQLError subclasses) and validation errors pass through."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=_is_internal)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        import structlog
+
+        context = self.execution_context.context
+        request_id = getattr(context, "request_id", "unknown")
+        structlog.get_logger("milepost.graphql").error(
+            "resolver failed", path=error.path, exc_info=error.original_error
+        )
+        masked = super().anonymise_error(error)
+        masked.message = f"Internal server error (request id {request_id})"
+        masked.extensions = {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id}
+        return masked
+
+
+def _is_internal(error: GraphQLError) -> bool:
+    original = error.original_error
+    return original is not None and not isinstance(original, GraphQLError)
+
+
+schema = strawberry.Schema(query=Query, types=[Shipment, Account, Milestone], extensions=[MaskInternalErrors])

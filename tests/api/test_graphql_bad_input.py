@@ -1,0 +1,140 @@
+"""Malformed, oversized and wrong requests get clear errors, never a 500."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.auth.tokens import TokenService
+from api.graphql.relay import to_global_id
+from tests.api.graphql_support import gql, staff
+from tests.shipment_factories import TenantWorld, committed_tenant
+
+
+@pytest.fixture
+async def world(sessions: async_sessionmaker[AsyncSession]) -> TenantWorld:
+    return await committed_tenant(sessions, accounts=1, shipments_per_account=1)
+
+
+def auth(tokens: TokenService, world: TenantWorld) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens.issue(staff(world))}"}
+
+
+async def test_malformed_json_is_a_400(
+    client: httpx.AsyncClient, tokens: TokenService, world: TenantWorld
+) -> None:
+    response = await client.post(
+        "/graphql",
+        content=b'{"query": "{ viewer { kind } }"',
+        headers={**auth(tokens, world), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert "Unable to parse request body as JSON" in response.text
+
+
+async def test_an_unsupported_content_type_is_refused(
+    client: httpx.AsyncClient, tokens: TokenService, world: TenantWorld
+) -> None:
+    response = await client.post(
+        "/graphql",
+        content=b"{ viewer { kind } }",
+        headers={**auth(tokens, world), "Content-Type": "text/plain"},
+    )
+    assert response.status_code == 415
+    assert response.json() == {
+        "error": "unsupported_media_type",
+        "error_description": "POST /graphql takes Content-Type: application/json",
+    }
+
+
+async def test_an_oversized_body_is_a_413_before_parsing(
+    client: httpx.AsyncClient, tokens: TokenService, world: TenantWorld
+) -> None:
+    padding = "x" * (64 * 1024)
+    response = await client.post(
+        "/graphql", json={"query": "{ viewer { kind } }", "padding": padding}, headers=auth(tokens, world)
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+    assert "exceeds the limit of 65536 bytes" in response.json()["error_description"]
+
+
+async def test_an_oversized_chunked_body_is_a_413(
+    client: httpx.AsyncClient, tokens: TokenService, world: TenantWorld
+) -> None:
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(80):
+            yield b"x" * 1024
+
+    response = await client.post(
+        "/graphql", content=chunks(), headers={**auth(tokens, world), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+async def test_unknown_fields_get_a_validation_error(
+    client: httpx.AsyncClient, tokens: TokenService, world: TenantWorld
+) -> None:
+    body = await gql(client, tokens, staff(world), "{ shipments { edges { node { colour } } } }")
+    assert body["data"] is None
+    assert body["errors"][0]["message"].startswith("Cannot query field 'colour' on type 'Shipment'.")
+
+
+async def test_bad_variables_get_a_precise_error(
+    client: httpx.AsyncClient, tokens: TokenService, world: TenantWorld
+) -> None:
+    body = await gql(
+        client,
+        tokens,
+        staff(world),
+        "query($first: Int!) { shipments(first: $first) { edges { cursor } } }",
+        {"first": "many"},
+    )
+    assert body["data"] is None
+    assert (
+        "Variable '$first' has invalid value: Int cannot represent non-integer value: 'many'"
+        == body["errors"][0]["message"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("{ shipments(first: 101) { edges { cursor } } }", "first: must be between 1 and 100, got 101"),
+        ("{ shipments(first: 0) { edges { cursor } } }", "first: must be between 1 and 100, got 0"),
+        (
+            '{ shipments(after: "bm9wZQ") { edges { cursor } } }',
+            "after: 'bm9wZQ' is not a cursor issued by this API",
+        ),
+        ('{ shipment(id: "%%%") { id } }', "id: '%%%' is not an id issued by this API"),
+        (
+            '{ shipments(filter: {accountId: ["U2hpcG1lbnQ6MDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAw"]}) '
+            "{ edges { cursor } } }",
+            "filter.accountId[0]: 'U2hpcG1lbnQ6MDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAw' is not an account id",
+        ),
+    ],
+)
+async def test_out_of_range_and_foreign_arguments_are_user_errors(
+    client: httpx.AsyncClient, tokens: TokenService, world: TenantWorld, query: str, message: str
+) -> None:
+    body = await gql(client, tokens, staff(world), query)
+    assert body["errors"][0]["message"] == message
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_an_id_of_another_type_finds_nothing(
+    client: httpx.AsyncClient, tokens: TokenService, world: TenantWorld
+) -> None:
+    account_id = to_global_id("Account", world.accounts[0].id)
+    body = await gql(
+        client, tokens, staff(world), "query($id: ID!) { shipment(id: $id) { id } }", {"id": account_id}
+    )
+    assert body == {"data": {"shipment": None}}
+    missing = to_global_id("Carrier", uuid.uuid4())
+    body = await gql(
+        client, tokens, staff(world), "query($id: ID!) { node(id: $id) { id } }", {"id": missing}
+    )
+    assert body == {"data": {"node": None}}
