@@ -91,7 +91,7 @@ class RequestContextMiddleware:
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == REQUEST_ID_HEADER:
-            text = value.decode("latin-1")
+            text = str(value.decode("latin-1"))
             if 0 < len(text) <= 128 and all(c.isalnum() or c in "-_." for c in text):
                 return text
     return None

@@ -75,7 +75,9 @@ SelectT = TypeVar("SelectT", bound=Select[Any])
 
 def scoped(statement: SelectT, model: Any, scope: TenantScope) -> SelectT:
     """Filter ``statement`` on ``model`` to ``scope``: the tenant, and the account where the row has one."""
-    statement = statement.where(model.tenant_id == scope.tenant_id)
+    # the tenant table itself is keyed by ``id``; it says so with ``__tenant_key__``
+    tenant_column = getattr(model, getattr(model, "__tenant_key__", "tenant_id"))
+    statement = statement.where(tenant_column == scope.tenant_id)
     if scope.account_id is not None:
         account_column = getattr(model, "account_id", None)
         if account_column is not None:

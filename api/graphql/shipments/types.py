@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import cast
 
 import strawberry
+from strawberry.scalars import JSON
 
 from api.graphql.context import Context
 from api.graphql.relay import Node, PageInfo, to_global_id
@@ -67,7 +69,7 @@ class ShipmentReference:
 @strawberry.type(description="A place: UN/LOCODE and, where known, an address.")
 class Place:
     locode: str | None = strawberry.field(description="UN/LOCODE, e.g. NLRTM.")
-    address: strawberry.scalars.JSON | None = strawberry.field(description="Postal address fields.")
+    address: JSON | None = strawberry.field(description="Postal address fields.")
 
 
 @strawberry.type(description="An amount of money.")
@@ -144,11 +146,11 @@ class Shipment(Node):
 
     @strawberry.field(description="Where the shipment starts.")
     def origin(self) -> Place:
-        return Place(locode=self.row.origin_locode, address=self.row.origin_address)
+        return Place(locode=self.row.origin_locode, address=cast(JSON, self.row.origin_address))
 
     @strawberry.field(description="Where the shipment ends.")
     def destination(self) -> Place:
-        return Place(locode=self.row.destination_locode, address=self.row.destination_address)
+        return Place(locode=self.row.destination_locode, address=cast(JSON, self.row.destination_address))
 
     @strawberry.field(description="Delivery time promised to the shipper.")
     def promised_delivery_at(self) -> dt.datetime | None:
