@@ -19,15 +19,22 @@ def load_settings() -> Settings:
     except ValidationError as error:
         lines = ["configuration error:"]
         for problem in error.errors():
-            where = ".".join(str(part) for part in problem["loc"]) or "settings"
-            name = (
-                where.upper()
-                if where.upper().startswith(("DATABASE_URL", "APP_DATABASE_URL", "BROKER_URL"))
-                else f"MILEPOST_{where.upper()}"
-            )
+            name = env_name(str(problem["loc"][0])) if problem["loc"] else "settings"
             lines.append(f"  {name}: {problem['msg']} (got {problem.get('input')!r})")
         click.echo("\n".join(lines), err=True)
         raise SystemExit(2) from None
+
+
+def env_name(field_or_alias: str) -> str:
+    """The environment variable behind a settings field (errors may name either)."""
+    if field_or_alias.isupper():
+        return field_or_alias
+    field = Settings.model_fields.get(field_or_alias)
+    alias = getattr(field, "validation_alias", None) if field else None
+    choices = getattr(alias, "choices", None)
+    if choices:
+        return str(choices[0])
+    return f"MILEPOST_{field_or_alias.upper()}"
 
 
 def echo_json(data: Any) -> None:

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from milepost.cli import main
+from milepost.settings import Settings
+
+
+def test_bad_settings_stop_start_up_with_one_line_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://nope")
+    monkeypatch.setenv("MILEPOST_DB_POOL_SIZE", "0")
+    monkeypatch.setenv("MILEPOST_LOG_FORMAT", "xml")
+    monkeypatch.setenv("BROKER_URL", "kafka://x")
+    result = CliRunner().invoke(main, ["serve"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "configuration error:",
+        "  DATABASE_URL: Value error, must be a postgresql:// URL (got 'mysql://nope')",
+        "  MILEPOST_DB_POOL_SIZE: Input should be greater than or equal to 1 (got '0')",
+        "  BROKER_URL: Value error, must be an amqp:// (RabbitMQ) or redis:// URL (got 'kafka://x')",
+        "  MILEPOST_LOG_FORMAT: Input should be 'json' or 'console' (got 'xml')",
+    ]
+
+
+def test_defaults_are_safe_for_a_newcomer(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DATABASE_URL", "APP_DATABASE_URL", "BROKER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.database_url is None  # embedded PostgreSQL
+    assert settings.broker_url is None  # in-process workers
+    assert settings.environment == "development"
+    assert settings.access_token_ttl_seconds == 900
+    assert str(settings.signing_key_path) == ".milepost/jwt-signing-key.pem"
