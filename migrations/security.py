@@ -31,6 +31,9 @@ def create_app_role() -> None:
           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
             CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
           END IF;
+        EXCEPTION
+          -- roles are cluster-wide: a migration of another database may create it at the same moment
+          WHEN duplicate_object OR unique_violation THEN NULL;
         END $$
         """
     )
