@@ -100,6 +100,24 @@ class Query:
         value = expect_global_id(id, "Shipment")
         return await _shipment(info, value) if value is not None else None
 
+    @strawberry.field(
+        description="The newest shipment carrying this reference (booking, B/L, container, tracking, PRO, "
+        "customer reference); null when none does for you."
+    )
+    async def shipment_by_reference(
+        self, info: strawberry.Info[Context, None], reference: str
+    ) -> Shipment | None:
+        context = info.context
+        require_shipment_read(context.principal)
+        if not reference.strip() or len(reference) > 128:
+            raise UserInputError("reference: must be 1 to 128 characters", argument="reference")
+        scope = context.principal.scope
+        where = repository.ShipmentFilter(reference=reference)
+        rows = await context.loaders.run(
+            lambda session: repository.list_shipments(session, scope, where, 1, None)
+        )
+        return shipment_node(rows[0]) if rows else None
+
     @strawberry.field(description="Shipments, newest first, as a Relay connection.")
     async def shipments(
         self,

@@ -204,3 +204,23 @@ async def test_a_partner_needs_the_shipments_read_scope(
         client, tokens, partner(world, "shipments:read"), "{ shipments(first: 5) { edges { cursor } } }"
     )
     assert len(allowed["data"]["shipments"]["edges"]) == 1
+
+
+async def test_shipment_by_reference_finds_only_the_callers_shipments(
+    client: httpx.AsyncClient, tokens: TokenService, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    mine = await committed_tenant(sessions, accounts=1, shipments_per_account=2)
+    theirs = await committed_tenant(sessions, accounts=1, shipments_per_account=1)
+    query = "query($r: String!) { shipmentByReference(reference: $r) { id references { kind value } } }"
+    found = await gql(client, tokens, staff(mine), query, {"r": f"BK-{mine.slug}-0-1"})
+    assert found["data"]["shipmentByReference"] == {
+        "id": to_global_id("Shipment", mine.shipments[1].id),
+        "references": [
+            {"kind": "BOOKING", "value": f"BK-{mine.slug}-0-1"},
+            {"kind": "CONTAINER", "value": "MSKU0000001"},
+        ],
+    }
+    foreign = await gql(client, tokens, staff(mine), query, {"r": f"BK-{theirs.slug}-0-0"})
+    assert foreign == {"data": {"shipmentByReference": None}}
+    empty = await gql(client, tokens, staff(mine), query, {"r": "  "})
+    assert empty["errors"][0]["message"] == "reference: must be 1 to 128 characters"
