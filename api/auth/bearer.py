@@ -27,7 +27,7 @@ class Unauthorized(Exception):
         return JSONResponse(
             {"error": self.error or "unauthorized", "error_description": self.description},
             status_code=401,
-            headers={"WWW-Authenticate": self.challenge()},
+            headers={"WWW-Authenticate": self.challenge(), "Cache-Control": "no-store"},
         )
 
 

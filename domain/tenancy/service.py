@@ -1,7 +1,11 @@
-"""Tenants, accounts, users, teams and API clients. Services flush; the caller's edge commits."""
+"""Tenants, accounts, users, teams and API clients. Services flush; the caller's edge commits.
+
+Argon2 verification takes tens of milliseconds of CPU by design, so it runs in a thread, off the event loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import uuid
@@ -175,7 +179,7 @@ async def authenticate_client(session: AsyncSession, client_id: str, client_secr
         ).scalar_one_or_none()
     finally:
         await session.execute(text("SELECT set_config('app.client_id', '', true)"))
-    valid = verify_secret(client.secret_hash if client else None, client_secret)
+    valid = await asyncio.to_thread(verify_secret, client.secret_hash if client else None, client_secret)
     if client is None or not valid or client.revoked_at is not None:
         return None
     return client
@@ -191,7 +195,7 @@ async def authenticate_user(
         await apply_scope(session, scope)
         statement = scoped(select(User), User, scope).where(User.email == email.strip().lower())
         user = (await session.execute(statement)).scalar_one_or_none()
-    valid = verify_secret(user.password_hash if user else None, password)
+    valid = await asyncio.to_thread(verify_secret, user.password_hash if user else None, password)
     if user is None or not valid or not user.is_active:
         return None
     return user
