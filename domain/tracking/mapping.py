@@ -63,11 +63,14 @@ def validate_row(row: Mapping[str, str | None], where: str) -> CodeMapping:
 def read_mapping_file(path: Path) -> dict[str, CodeMapping]:
     rows: dict[str, CodeMapping] = {}
     with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
+        lines = handle.readlines()
+        # '#' lines before the header may cite where the mapping comes from
+        comments = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
+        reader = csv.DictReader(lines[comments:])
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise MappingError(f"{path.name}: missing column(s) {', '.join(missing)}")
-        for line, row in enumerate(reader, start=2):
+        for line, row in enumerate(reader, start=comments + 2):
             code = (row.get("code") or "").strip()
             if not code:
                 raise MappingError(f"{path.name}:{line}: empty code")
