@@ -19,6 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -193,4 +194,29 @@ class Milestone(TenantOwned, Base):
         ForeignKeyConstraint(["tenant_id", "leg_id"], ["leg.tenant_id", "leg.id"]),
         UniqueConstraint("tenant_id", "shipment_id", "sequence"),
         CheckConstraint(sql_in("code", MilestoneCode), name="code"),
+    )
+
+
+class MilestoneTemplate(TenantOwned, Base):
+    """A tenant's milestone template for a mode (and optionally a service level and one account)."""
+
+    __tablename__ = "milestone_template"
+
+    mode: Mapped[str] = mapped_column(String(16))
+    service_level: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    account_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    # [{"code": "DEPARTED", "anchor": "etd", "offset_hours": 0, "at": "origin"}, ...]
+    steps: Mapped[list[dict[str, object]]] = mapped_column(JSONB)
+
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "account_id"], ["account.tenant_id", "account.id"]),
+        CheckConstraint(sql_in("mode", Mode), name="mode"),
+        Index(
+            "uq_milestone_template_key",
+            "tenant_id",
+            "mode",
+            text("coalesce(service_level, '')"),
+            text("coalesce(account_id::text, '')"),
+            unique=True,
+        ),
     )
