@@ -24,6 +24,7 @@ from milepost.database import (
     session_factory,
 )
 from milepost.settings import Settings
+from workers.broker import configure_workers, create_broker, install, run_in_process_worker
 
 log = structlog.get_logger("milepost")
 
@@ -42,6 +43,13 @@ def prepare(settings: Settings, *, migrate_embedded: bool = True) -> Runtime:
     if database.embedded is not None and migrate_embedded:
         migrate(database.owner_url, settings)
     return Runtime(settings=settings, database=database)
+
+
+def start_workers(runtime: Runtime) -> list[BackgroundTask]:
+    settings = runtime.settings
+    install(create_broker(settings.broker_url))
+    configure_workers(settings, runtime.database.app_url)
+    return [run_in_process_worker] if settings.broker_url is None else []
 
 
 def build_state(runtime: Runtime) -> AppState:
@@ -80,7 +88,12 @@ async def serve(
     background: list[BackgroundTask] | None = None,
     on_ready: Callable[[AppState], Awaitable[None]] | None = None,
 ) -> None:
-    """Run the API (and any background tasks) until SIGINT/SIGTERM, then stop everything in order."""
+    """Run the API (and any background tasks) until SIGINT/SIGTERM, then stop everything in order.
+
+    The broker is set up here for every API process (it enqueues work); without BROKER_URL the workers
+    run inside this process too, stopping after the other background tasks so they finish what was queued.
+    """
+    background = [*(background or []), *start_workers(runtime)]
     state = build_state(runtime)
     app = create_app(state)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off", access_log=False)
@@ -89,7 +102,7 @@ async def serve(
     async with AsyncExitStack() as stack:
         stack.callback(runtime.database.stop)
         stack.push_async_callback(state.engine.dispose)
-        tasks = [asyncio.create_task(task(state, stopping)) for task in background or []]
+        tasks = [asyncio.create_task(task(state, stopping)) for task in background]
         if on_ready is not None:
             await on_ready(state)
         log.info("listening", url=f"http://{host}:{port}")

@@ -28,7 +28,6 @@ def demo(host: str, port: int) -> None:
     from milepost.cli import load_settings  # imported here: milepost.cli imports this module
     from milepost.database import create_engine, session_factory
     from milepost.runtime import BackgroundTask, prepare, serve
-    from workers.broker import configure_workers, create_broker, install, run_in_process_worker
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -45,8 +44,6 @@ def demo(host: str, port: int) -> None:
     try:
         seeded = asyncio.run(seed())
         credentials = demo_data.remember_credentials(settings.data_dir, seeded)
-        install(create_broker(settings.broker_url))
-        configure_workers(settings, runtime.database.app_url)
     except KeyboardInterrupt:
         runtime.database.stop()
         raise SystemExit(130) from None
@@ -67,10 +64,8 @@ def demo(host: str, port: int) -> None:
     async def on_ready(_state: object) -> None:
         click.echo(text)
 
-    # the feed stops first (nothing new is enqueued), then the worker finishes what it holds
+    # the feed stops first (nothing new is enqueued), then the in-process worker finishes what it holds
     background: list[BackgroundTask] = [demo_data.run_feed]
-    if settings.broker_url is None:
-        background.append(run_in_process_worker)
     with contextlib.suppress(KeyboardInterrupt):  # serve has stopped everything it started
         asyncio.run(serve(runtime, host, port, background=background, on_ready=on_ready))
 
