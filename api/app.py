@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute, Route
 from api.auth.routes import auth_routes
 from api.graphql.endpoint import graphql_routes
 from api.health import health_routes
+from api.ingest import ingest_routes
 from api.middleware import BodyLimitMiddleware, Metrics, RequestContextMiddleware
 from api.state import AppState
 from portal.routes import portal_routes
@@ -35,6 +36,7 @@ def create_app(state: AppState) -> Starlette:
         *health_routes(state, metrics),
         *auth_routes(state),
         *graphql_routes(state),
+        *ingest_routes(state),
         *portal_routes(),
         Route("/portal", _portal_redirect),
     ]

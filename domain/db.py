@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import MetaData, Select, text
+from sqlalchemy import ColumnElement, MetaData, Select, and_, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
 
@@ -70,16 +70,22 @@ async def scoped_transaction(
         yield session
 
 
-SelectT = TypeVar("SelectT", bound=Select[Any])
+SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])
+
+
+def tenant_condition(model: Any, scope: TenantScope) -> ColumnElement[bool]:
+    """The WHERE condition that keeps ``model``'s rows to ``scope`` (for UPDATE/DELETE; SELECTs use
+    :func:`scoped`): the tenant, and the account where the row has one."""
+    # the tenant table itself is keyed by ``id``; it says so with ``__tenant_key__``
+    tenant_column = getattr(model, getattr(model, "__tenant_key__", "tenant_id"))
+    condition: ColumnElement[bool] = tenant_column == scope.tenant_id
+    if scope.account_id is not None:
+        account_column = getattr(model, "account_id", None)
+        if account_column is not None:
+            condition = and_(condition, account_column == scope.account_id)
+    return condition
 
 
 def scoped(statement: SelectT, model: Any, scope: TenantScope) -> SelectT:
     """Filter ``statement`` on ``model`` to ``scope``: the tenant, and the account where the row has one."""
-    # the tenant table itself is keyed by ``id``; it says so with ``__tenant_key__``
-    tenant_column = getattr(model, getattr(model, "__tenant_key__", "tenant_id"))
-    statement = statement.where(tenant_column == scope.tenant_id)
-    if scope.account_id is not None:
-        account_column = getattr(model, "account_id", None)
-        if account_column is not None:
-            statement = statement.where(account_column == scope.account_id)
-    return statement
+    return statement.where(tenant_condition(model, scope))

@@ -175,6 +175,9 @@ class Milestone(TenantOwned, Base):
     code: Mapped[str] = mapped_column(String(32))
     sequence: Mapped[int] = mapped_column(SmallInteger)
     location_locode: Mapped[str | None] = mapped_column(String(5), nullable=True)
+    # the plan as booked (template or booking dates); planned_at is this until a carrier re-plans it
+    baseline_planned_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    baseline_source: Mapped[str | None] = mapped_column(String(64), nullable=True)
     planned_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     planned_source: Mapped[str | None] = mapped_column(String(64), nullable=True)
     estimated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -141,6 +141,8 @@ async def create_shipment(session: AsyncSession, scope: TenantScope, draft: Ship
                 location_locode=planned.location_locode,
                 planned_at=planned.planned_at,
                 planned_source=draft.plan_source if planned.planned_at else None,
+                baseline_planned_at=planned.planned_at,
+                baseline_source=draft.plan_source if planned.planned_at else None,
             )
         )
     await session.flush()

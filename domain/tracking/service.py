@@ -1,49 +1,486 @@
-"""Recording canonical tracking events and applying them to the shipment timeline. Services flush only."""
+"""Capture: from parsed events to stored, deduplicated, matched events and rebuilt timelines.
+
+Every event path ends in :func:`store_events`: the ingest endpoints, ``milepost import``, replays and the
+demo feed. It resolves codes through the tenant's mapping table, derives each event's dedup key, matches
+events to shipments by their references (or parks them), writes them in one statement and rebuilds the
+timelines it touched from *all* their events, so arrival order never matters. Services flush only.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.columns import utcnow
 from domain.db import TenantScope, scoped
-from domain.shipments.models import Milestone, MilestoneCode, Shipment
-from domain.shipments.timeline import MilestoneState, PlanStep, TimelineEvent, build_timeline
+from domain.outbox.models import OutboxMessage
+from domain.shipments.models import Milestone, MilestoneCode, Shipment, ShipmentReference, ShipmentStatus
+from domain.shipments.timeline import (
+    UNPLANNED_SEQUENCE_START,
+    MilestoneState,
+    PlanStep,
+    TimelineEvent,
+    build_timeline,
+)
 from domain.tracking import rules
-from domain.tracking.canonical import Classifier
+from domain.tracking.canonical import CanonicalEvent, Classifier, Place, SourceCode
+from domain.tracking.mapping import CANONICAL_SYSTEM, CodeMapping, MappingTable, builtin_tables
+from domain.tracking.models import CodeMapping as CodeMappingRow
 from domain.tracking.models import EventClassifier, TrackingEvent
 
 _LOCODE = re.compile(r"^[A-Z]{2}[A-Z2-9]{3}$")
 _SOURCE_LENGTH = 32
 _MAX_OFFSET_MINUTES = 14 * 60
 
+ACCEPTED, PARKED, DUPLICATE, UPDATED, REJECTED = "accepted", "parked", "duplicate", "updated", "rejected"
+
 
 class TrackingError(ValueError):
     """An event that cannot be recorded as given; the message says which field and why."""
 
 
+@dataclass
+class Outcome:
+    """What happened to one event of a message."""
+
+    position: str
+    outcome: str  # accepted | parked | duplicate | updated | rejected
+    event_id: uuid.UUID | None = None
+    shipment_id: uuid.UUID | None = None
+    code: str | None = None
+    reason: str | None = None
+    signals: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"position": self.position, "outcome": self.outcome}
+        for name in ("event_id", "shipment_id"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = str(value)
+        if self.code:
+            data["code"] = self.code
+        if self.reason:
+            data["reason"] = self.reason
+        if self.signals:
+            data["signals"] = list(self.signals)
+        return data
+
+
+@dataclass
+class StoreResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    touched_shipments: set[uuid.UUID] = field(default_factory=set)
+
+
+# --- mapping -------------------------------------------------------------------------------------------
+
+
+async def mapping_for(session: AsyncSession, scope: TenantScope) -> MappingTable:
+    """The built-in code mappings with this tenant's overrides on top."""
+    rows = (await session.execute(scoped(select(CodeMappingRow), CodeMappingRow, scope))).scalars()
+    overrides = {
+        (row.carrier_code, row.system, row.code): CodeMapping(
+            row.milestone, row.signal, row.raw_only, row.description
+        )
+        for row in rows
+    }
+    return MappingTable(builtin=builtin_tables(), overrides=overrides)
+
+
+# --- storing events ------------------------------------------------------------------------------------
+
+_INSERT = text(
+    """
+    INSERT INTO tracking_event AS t (
+        tenant_id, id, created_at, shipment_id, ingest_message_id, source, source_event_id, dedup_key,
+        classifier, milestone_code, raw_code, raw_reason, code_system, qualifier_system, location_locode,
+        location_name, occurred_at, utc_offset_minutes, received_at, "references", reference_values,
+        signals, unknown_codes, carrier_code, place, version_at, payload, is_retracted)
+    SELECT :tenant_id, r.id, :received_at, r.shipment_id, :ingest_message_id, r.source, r.source_event_id,
+        r.dedup_key, r.classifier, r.milestone_code, r.raw_code, r.raw_reason, r.code_system,
+        r.qualifier_system, r.location_locode, r.location_name, r.occurred_at, r.utc_offset_minutes,
+        :received_at, r.refs::jsonb, ARRAY(SELECT jsonb_array_elements(r.refs::jsonb) ->> 'value'),
+        ARRAY(SELECT jsonb_array_elements_text(r.signals::jsonb)),
+        ARRAY(SELECT jsonb_array_elements_text(r.unknown::jsonb)),
+        r.carrier_code, r.place::jsonb, r.version_at, r.payload::jsonb, r.is_retracted
+    FROM unnest(
+        CAST(:id AS uuid[]), CAST(:shipment_id AS uuid[]), CAST(:source AS text[]),
+        CAST(:source_event_id AS text[]), CAST(:dedup_key AS text[]), CAST(:classifier AS text[]),
+        CAST(:milestone_code AS text[]), CAST(:raw_code AS text[]), CAST(:raw_reason AS text[]),
+        CAST(:code_system AS text[]), CAST(:qualifier_system AS text[]), CAST(:location_locode AS text[]),
+        CAST(:location_name AS text[]), CAST(:occurred_at AS timestamptz[]),
+        CAST(:utc_offset_minutes AS int[]), CAST(:refs AS text[]), CAST(:signals AS text[]),
+        CAST(:unknown AS text[]), CAST(:carrier_code AS text[]), CAST(:place AS text[]),
+        CAST(:version_at AS timestamptz[]), CAST(:payload AS text[]), CAST(:is_retracted AS boolean[])
+    ) AS r(id, shipment_id, source, source_event_id, dedup_key, classifier, milestone_code, raw_code,
+           raw_reason, code_system, qualifier_system, location_locode, location_name, occurred_at,
+           utc_offset_minutes, refs, signals, unknown, carrier_code, place, version_at, payload,
+           is_retracted)
+    ON CONFLICT (tenant_id, dedup_key) DO UPDATE SET
+        milestone_code = EXCLUDED.milestone_code,
+        signals = EXCLUDED.signals,
+        unknown_codes = EXCLUDED.unknown_codes,
+        shipment_id = coalesce(t.shipment_id, EXCLUDED.shipment_id)
+    -- a duplicate writes nothing, unless a mapping fix changed what it means or it can now be matched
+    WHERE t.milestone_code IS DISTINCT FROM EXCLUDED.milestone_code
+       OR t.signals IS DISTINCT FROM EXCLUDED.signals
+       OR t.unknown_codes IS DISTINCT FROM EXCLUDED.unknown_codes
+       OR (t.shipment_id IS NULL AND EXCLUDED.shipment_id IS NOT NULL)
+    RETURNING t.id, t.dedup_key, t.shipment_id, (t.xmax = 0) AS inserted
+    """
+)
+
+
+def _place_text(place: Place | None) -> str:
+    if place is None:
+        return ""
+    return place.locode or "/".join(p or "" for p in (place.city, place.state, place.country, place.name))
+
+
+def _place_json(place: Place | None) -> str | None:
+    if place is None:
+        return None
+    return json.dumps({k: v for k, v in _fields(place).items() if v is not None})
+
+
+def _fields(place: Place) -> dict[str, Any]:
+    return {name: getattr(place, name) for name in Place.__slots__}
+
+
+def _event_key(event: CanonicalEvent) -> str:
+    return rules.event_dedup_key(
+        source=event.source,
+        source_event_id=event.source_event_id,
+        version_at=event.updated_at,
+        is_retracted=event.is_retracted,
+        reference_values=(value for _, value in event.references),
+        code=f"{event.code.system}:{event.code.code}:{event.code.qualifier or ''}",
+        classifier=event.classifier,
+        occurred_at=event.occurred_at,
+        place=_place_text(event.place),
+    )
+
+
+async def match_shipments(
+    session: AsyncSession, scope: TenantScope, events: Sequence[CanonicalEvent]
+) -> list[uuid.UUID | None]:
+    """Per event, the shipment its references point to; ``None`` parks it.
+
+    A reference of the same kind is a stronger match than one of another kind with the same value; among
+    equals the newest shipment wins (a container number is reused across voyages). References of another
+    tenant are invisible here, so they are simply unknown.
+    """
+    values = sorted({value for event in events for _, value in event.references})
+    if not values:
+        return [None] * len(events)
+    statement = (
+        scoped(
+            select(ShipmentReference.value, ShipmentReference.kind, Shipment.id, Shipment.created_at),
+            ShipmentReference,
+            scope,
+        )
+        .join(
+            Shipment,
+            (Shipment.tenant_id == ShipmentReference.tenant_id)
+            & (Shipment.id == ShipmentReference.shipment_id),
+        )
+        .where(ShipmentReference.value.in_(values))
+    )
+    found: dict[str, list[tuple[str, uuid.UUID, dt.datetime]]] = defaultdict(list)
+    for value, kind, shipment_id, created_at in (await session.execute(statement)).all():
+        found[value].append((kind, shipment_id, created_at))
+    matches: list[uuid.UUID | None] = []
+    for event in events:
+        best: tuple[bool, dt.datetime, uuid.UUID] | None = None
+        for kind, value in event.references:
+            for found_kind, shipment_id, created_at in found.get(value, ()):
+                candidate = (found_kind == kind, created_at, shipment_id)
+                if best is None or candidate > best:
+                    best = candidate
+        matches.append(best[2] if best else None)
+    return matches
+
+
+async def store_events(
+    session: AsyncSession,
+    scope: TenantScope,
+    events: Sequence[CanonicalEvent],
+    *,
+    mapping: MappingTable,
+    received_at: dt.datetime,
+    ingest_message_id: uuid.UUID | None = None,
+    shipment_id: uuid.UUID | None = None,
+) -> StoreResult:
+    """Store ``events`` (deduplicated), match or park them, and rebuild the timelines they change.
+
+    ``shipment_id`` skips matching (the caller knows the shipment, as the demo feed does).
+    """
+    result = StoreResult()
+    if not events:
+        return result
+    matched = [shipment_id] * len(events) if shipment_id else await match_shipments(session, scope, events)
+    columns: dict[str, list[Any]] = defaultdict(list)
+    keys: list[str] = []
+    resolutions = []
+    seen: set[str] = set()
+    for event, target in zip(events, matched, strict=True):
+        resolution = mapping.resolve_event(event)
+        resolutions.append(resolution)
+        key = _event_key(event)
+        keys.append(key)
+        if key in seen:  # the same event twice in one message: one row
+            continue
+        seen.add(key)
+        columns["id"].append(uuid.uuid4())
+        columns["shipment_id"].append(target)
+        columns["source"].append(event.source)
+        columns["source_event_id"].append(event.source_event_id)
+        columns["dedup_key"].append(key)
+        columns["classifier"].append(str(event.classifier))
+        # a retraction only withdraws; it never advances the timeline itself
+        columns["milestone_code"].append(None if event.is_retracted else resolution.milestone)
+        columns["raw_code"].append(event.code.code)
+        columns["raw_reason"].append(event.code.qualifier)
+        columns["code_system"].append(event.code.system)
+        columns["qualifier_system"].append(event.code.qualifier_system)
+        columns["location_locode"].append(event.place.locode if event.place else None)
+        columns["location_name"].append(_location_name(event.place))
+        columns["occurred_at"].append(event.occurred_at)
+        columns["utc_offset_minutes"].append(event.utc_offset_minutes)
+        columns["refs"].append(json.dumps([{"kind": k, "value": v} for k, v in event.references]))
+        columns["signals"].append(json.dumps(list(resolution.signals)))
+        columns["unknown"].append(json.dumps(list(resolution.unknown)))
+        columns["carrier_code"].append((event.carrier_code or "")[:16] or None)
+        columns["place"].append(_place_json(event.place))
+        columns["version_at"].append(event.updated_at)
+        columns["payload"].append(json.dumps({"position": event.position, **dict(event.detail)}, default=str))
+        columns["is_retracted"].append(event.is_retracted)
+    written = (
+        await session.execute(
+            _INSERT,
+            {
+                "tenant_id": scope.tenant_id,
+                "received_at": received_at,
+                "ingest_message_id": ingest_message_id,
+                **columns,
+            },
+        )
+    ).all()
+    by_key = {row.dedup_key: row for row in written}
+    reported: set[str] = set()
+    for event, key, resolution in zip(events, keys, resolutions, strict=True):
+        row = by_key.get(key)
+        if row is None or key in reported:
+            outcome = Outcome(event.position, DUPLICATE)
+        else:
+            reported.add(key)
+            if row.inserted:
+                outcome = Outcome(
+                    event.position, ACCEPTED if row.shipment_id else PARKED, row.id, row.shipment_id
+                )
+            else:
+                outcome = Outcome(event.position, UPDATED, row.id, row.shipment_id)
+            if row.shipment_id is not None:
+                result.touched_shipments.add(row.shipment_id)
+        outcome.signals = resolution.signals
+        result.outcomes.append(outcome)
+    if result.touched_shipments:
+        await rebuild_timelines(session, scope, result.touched_shipments)
+    return result
+
+
+def _location_name(place: Place | None) -> str | None:
+    if place is None:
+        return None
+    if place.name:
+        return place.name
+    parts = [p for p in (place.city, place.state, place.country) if p]
+    return ", ".join(parts) or None
+
+
+# --- timelines -----------------------------------------------------------------------------------------
+
+_MOVEMENT = rules.MOVEMENT_CODES
+
+
+async def rebuild_timelines(
+    session: AsyncSession, scope: TenantScope, shipment_ids: Iterable[uuid.UUID]
+) -> None:
+    """Recompute the timelines (and statuses) of these shipments from their plans and every event in force.
+
+    Three reads for any number of shipments; rows are locked in id order so concurrent rebuilds of
+    overlapping sets wait for each other instead of deadlocking. Changes go to the outbox.
+    """
+    ids = sorted(set(shipment_ids))
+    if not ids:
+        return
+    shipments = (
+        (
+            await session.execute(
+                scoped(select(Shipment), Shipment, scope)
+                .where(Shipment.id.in_(ids))
+                .order_by(Shipment.id)
+                .with_for_update()
+            )
+        )
+        .scalars()
+        .all()
+    )
+    milestones: dict[uuid.UUID, list[Milestone]] = defaultdict(list)
+    for milestone in (
+        await session.execute(
+            scoped(select(Milestone), Milestone, scope)
+            .where(Milestone.shipment_id.in_(ids))
+            .order_by(Milestone.shipment_id, Milestone.sequence)
+        )
+    ).scalars():
+        milestones[milestone.shipment_id].append(milestone)
+    events: dict[uuid.UUID, list[tuple[str | None, dt.datetime | None, bool, TimelineEvent | None]]] = (
+        defaultdict(list)
+    )
+    columns = (
+        TrackingEvent.shipment_id,
+        TrackingEvent.source,
+        TrackingEvent.source_event_id,
+        TrackingEvent.version_at,
+        TrackingEvent.is_retracted,
+        TrackingEvent.dedup_key,
+        TrackingEvent.classifier,
+        TrackingEvent.milestone_code,
+        TrackingEvent.occurred_at,
+        TrackingEvent.location_locode,
+        TrackingEvent.utc_offset_minutes,
+    )
+    statement = scoped(select(TrackingEvent.id), TrackingEvent, scope).with_only_columns(*columns)
+    for row in (await session.execute(statement.where(TrackingEvent.shipment_id.in_(ids)))).all():
+        timeline_event = None
+        if row.milestone_code is not None:
+            timeline_event = TimelineEvent(
+                key=row.dedup_key,
+                classifier=Classifier(row.classifier),
+                milestone=row.milestone_code,
+                occurred_at=row.occurred_at,
+                source=row.source,
+                location_locode=row.location_locode,
+                utc_offset_minutes=row.utc_offset_minutes,
+                version=row.version_at,
+            )
+        identity = f"{row.source}:{row.source_event_id}" if row.source_event_id else None
+        events[row.shipment_id].append((identity, row.version_at, row.is_retracted, timeline_event))
+
+    for shipment in shipments:
+        in_force = [e for e in rules.current_versions(events[shipment.id]) if e is not None]
+        current = milestones[shipment.id]
+        plan = [
+            PlanStep(m.code, m.sequence, m.location_locode, m.baseline_planned_at, m.baseline_source)
+            for m in current
+            if m.sequence < UNPLANNED_SEQUENCE_START
+        ]
+        timeline = build_timeline(plan, in_force)
+        changed = await _write_timeline(session, scope, shipment, current, timeline)
+        status = _status(shipment.status, timeline)
+        if status != shipment.status:
+            shipment.status = status
+            changed = True
+        if changed:
+            session.add(
+                OutboxMessage(
+                    tenant_id=scope.tenant_id,
+                    topic="shipment.timeline_changed",
+                    payload={"shipment_id": str(shipment.id), "status": shipment.status},
+                )
+            )
+    await session.flush()
+
+
+def _status(current: str, timeline: Sequence[MilestoneState]) -> str:
+    """The status the timeline supports: recomputed, so a withdrawn delivery un-delivers the shipment."""
+    if current == ShipmentStatus.CANCELLED:
+        return current
+    actuals = [m.code for m in timeline if m.actual_at is not None]
+    if MilestoneCode.DELIVERED in actuals:
+        return ShipmentStatus.DELIVERED
+    if any(code in _MOVEMENT for code in actuals):
+        return ShipmentStatus.IN_TRANSIT
+    return ShipmentStatus.BOOKED
+
+
+_STATE_FIELDS = (
+    "planned_at",
+    "planned_source",
+    "estimated_at",
+    "estimated_source",
+    "actual_at",
+    "actual_source",
+    "utc_offset_minutes",
+)
+
+
+async def _write_timeline(
+    session: AsyncSession,
+    scope: TenantScope,
+    shipment: Shipment,
+    current: Sequence[Milestone],
+    timeline: Sequence[MilestoneState],
+) -> bool:
+    by_sequence = {m.sequence: m for m in current}
+    changed = False
+    for state in timeline:
+        milestone = by_sequence.get(state.sequence)
+        if milestone is None:
+            milestone = Milestone(
+                tenant_id=scope.tenant_id,
+                shipment_id=shipment.id,
+                sequence=state.sequence,
+                code=state.code,
+                location_locode=state.location_locode,
+            )
+            session.add(milestone)
+            changed = True
+        elif milestone.code != state.code:  # an unplanned slot now holds another code
+            milestone.code, milestone.location_locode = state.code, state.location_locode
+            changed = True
+        for name in _STATE_FIELDS:
+            value = getattr(state, name)
+            if getattr(milestone, name) != value:
+                setattr(milestone, name, value)
+                changed = True
+    wanted = {state.sequence for state in timeline}
+    for sequence, milestone in by_sequence.items():
+        if sequence >= UNPLANNED_SEQUENCE_START and sequence not in wanted:
+            # an unplanned milestone whose events were all withdrawn leaves the timeline
+            await session.delete(milestone)
+            changed = True
+    return changed
+
+
+# --- single-shipment recording (the demo feed) ---------------------------------------------------------
+
+
 @dataclass(frozen=True, kw_only=True)
 class NewEvent:
-    """A canonical event for one shipment, as a format adapter (or the demo feed) produces it."""
+    """An event for one known shipment in canonical milestone terms (the demo feed's simulated carrier)."""
 
     source: str
     classifier: str  # EventClassifier: PLN, EST or ACT
     milestone_code: str
     occurred_at: dt.datetime
     source_event_id: str | None = None
-    raw_code: str | None = None  # the source's own status code; the milestone code when it has none
+    raw_code: str | None = None  # the code the simulated carrier would have sent; kept in the detail
     raw_reason: str | None = None
     location_locode: str | None = None
     location_name: str | None = None
     utc_offset_minutes: int | None = None
-    version_at: dt.datetime | None = None  # when the source issued it (a later version of a PLN/EST wins)
+    version_at: dt.datetime | None = None
 
 
 def _validate(event: NewEvent) -> None:
@@ -67,6 +504,30 @@ def _validate(event: NewEvent) -> None:
         raise TrackingError(f"utc_offset_minutes: {offset} is outside -840..840")
 
 
+def _canonical(event: NewEvent, shipment_id: uuid.UUID) -> CanonicalEvent:
+    detail: dict[str, Any] = {}
+    if event.raw_code:
+        detail["carrier_code"] = event.raw_code
+    if event.raw_reason:
+        detail["carrier_reason"] = event.raw_reason
+    return CanonicalEvent(
+        source=event.source,
+        classifier=Classifier(event.classifier),
+        code=SourceCode(CANONICAL_SYSTEM, event.milestone_code),
+        occurred_at=event.occurred_at.astimezone(dt.UTC),
+        # without a source id the shipment itself is the reference that makes the key unique
+        references=(("shipment", str(shipment_id)),),
+        position="event",
+        source_event_id=event.source_event_id,
+        utc_offset_minutes=event.utc_offset_minutes,
+        place=Place(locode=event.location_locode, name=event.location_name)
+        if event.location_locode or event.location_name
+        else None,
+        updated_at=event.version_at,
+        detail=detail,
+    )
+
+
 async def record_event(
     session: AsyncSession,
     scope: TenantScope,
@@ -75,10 +536,7 @@ async def record_event(
     *,
     now: dt.datetime | None = None,
 ) -> bool:
-    """Store ``event`` for the shipment and apply it to its timeline; ``False`` if it was a duplicate.
-
-    A duplicate (same ``dedup_key``) changes nothing. See :func:`record_events` for batches.
-    """
+    """Store ``event`` for the shipment and apply it to its timeline; ``False`` if it was a duplicate."""
     [is_new] = await record_events(session, scope, shipment_id, [event], now=now)
     return is_new
 
@@ -91,166 +549,22 @@ async def record_events(
     *,
     now: dt.datetime | None = None,
 ) -> list[bool]:
-    """Store several events of one shipment in one statement and apply the new ones; per event, whether
-    it was new.
-
-    The timeline is then rebuilt from the plan and *every* event the shipment has (``build_timeline``), so
-    the result does not depend on the order events arrive in. The shipment row is locked for the rest of
-    the transaction, so two workers recording events for one shipment take turns.
-    """
+    """Store events of one known shipment; per event, whether it was new."""
     for event in events:
         _validate(event)
-    statement = scoped(select(Shipment), Shipment, scope).where(Shipment.id == shipment_id).with_for_update()
-    shipment = (await session.execute(statement)).scalar_one_or_none()
-    if shipment is None:
+    exists = await session.execute(
+        scoped(select(Shipment.id), Shipment, scope).where(Shipment.id == shipment_id)
+    )
+    if exists.scalar_one_or_none() is None:
         raise TrackingError(f"shipment {shipment_id} not found")
     if not events:
         return []
-
-    received_at = now or utcnow()
-    keys = [
-        rules.dedup_key(
-            source=event.source,
-            source_event_id=event.source_event_id,
-            shipment_key=str(shipment.id),
-            milestone_code=event.milestone_code,
-            classifier=event.classifier,
-            occurred_at=event.occurred_at,
-            location_locode=event.location_locode,
-        )
-        for event in events
-    ]
-    rows: dict[str, dict[str, object]] = {}
-    for key, event in zip(keys, events, strict=True):
-        rows.setdefault(key, _row(scope, shipment.id, key, event, received_at))
-    inserted = set(
-        (
-            await session.execute(
-                insert(TrackingEvent)
-                .values(list(rows.values()))
-                .on_conflict_do_nothing(index_elements=[TrackingEvent.tenant_id, TrackingEvent.dedup_key])
-                .returning(TrackingEvent.dedup_key)
-            )
-        ).scalars()
+    result = await store_events(
+        session,
+        scope,
+        [_canonical(event, shipment_id) for event in events],
+        mapping=MappingTable(),
+        received_at=now or utcnow(),
+        shipment_id=shipment_id,
     )
-    results = []
-    for key in keys:
-        results.append(key in inserted)
-        inserted.discard(key)  # the same event twice in one batch is new once
-    if not any(results):
-        return results
-
-    await _rebuild_timeline(session, scope, shipment)
-    shipment.status = rules.status_after(
-        shipment.status,
-        ((e.classifier, e.milestone_code) for e, is_new in zip(events, results, strict=True) if is_new),
-    )
-    await session.flush()
-    return results
-
-
-def _row(
-    scope: TenantScope, shipment_id: uuid.UUID, key: str, event: NewEvent, received_at: dt.datetime
-) -> dict[str, object]:
-    # every column is given: a multi-row INSERT does not run the model's Python-side defaults per row
-    return {
-        "tenant_id": scope.tenant_id,
-        "id": uuid.uuid4(),
-        "created_at": received_at,
-        "shipment_id": shipment_id,
-        "ingest_message_id": None,
-        "source": event.source,
-        "source_event_id": event.source_event_id,
-        "dedup_key": key,
-        "classifier": event.classifier,
-        "milestone_code": event.milestone_code,
-        "raw_code": event.raw_code or event.milestone_code,
-        "raw_reason": event.raw_reason,
-        "location_locode": event.location_locode,
-        "location_name": event.location_name,
-        "occurred_at": event.occurred_at,
-        "utc_offset_minutes": event.utc_offset_minutes,
-        "received_at": received_at,
-        "references": [],
-        "reference_values": [],
-        "signals": [],
-        "unknown_codes": [],
-        "version_at": event.version_at,
-        "payload": {},
-        "is_retracted": False,
-    }
-
-
-async def _rebuild_timeline(session: AsyncSession, scope: TenantScope, shipment: Shipment) -> None:
-    milestones = list(
-        (
-            await session.execute(
-                scoped(select(Milestone), Milestone, scope)
-                .where(Milestone.shipment_id == shipment.id)
-                .order_by(Milestone.sequence)
-            )
-        ).scalars()
-    )
-    recorded = (
-        await session.execute(
-            scoped(select(TrackingEvent), TrackingEvent, scope).where(
-                TrackingEvent.shipment_id == shipment.id,
-                TrackingEvent.milestone_code.is_not(None),
-                TrackingEvent.is_retracted.is_(False),
-            )
-        )
-    ).scalars()
-    plan = [
-        PlanStep(m.code, m.sequence, m.location_locode, m.planned_at, m.planned_source) for m in milestones
-    ]
-    timeline = build_timeline(
-        plan,
-        (
-            TimelineEvent(
-                key=e.dedup_key,
-                classifier=Classifier(e.classifier),
-                milestone=e.milestone_code or "",
-                occurred_at=e.occurred_at,
-                source=e.source,
-                location_locode=e.location_locode,
-                utc_offset_minutes=e.utc_offset_minutes,
-                version=e.version_at,
-            )
-            for e in recorded
-        ),
-    )
-    by_sequence = {m.sequence: m for m in milestones}
-    for state in timeline:
-        milestone = by_sequence.get(state.sequence)
-        if milestone is None:
-            # a milestone the plan did not have (a customs hold, an extra stop): it joins the timeline
-            milestone = Milestone(
-                tenant_id=scope.tenant_id,
-                shipment_id=shipment.id,
-                code=state.code,
-                sequence=state.sequence,
-                location_locode=state.location_locode,
-            )
-            session.add(milestone)
-        _write(milestone, state)
-
-
-def _write(milestone: Milestone, state: MilestoneState) -> None:
-    """Copy what the events decided; a time no event speaks about stays as it is (e.g. the booking plan)."""
-    if state.planned_at is not None and (milestone.planned_at, milestone.planned_source) != (
-        state.planned_at,
-        state.planned_source,
-    ):
-        milestone.planned_at, milestone.planned_source = state.planned_at, state.planned_source
-    if state.estimated_at is not None and (milestone.estimated_at, milestone.estimated_source) != (
-        state.estimated_at,
-        state.estimated_source,
-    ):
-        milestone.estimated_at, milestone.estimated_source = state.estimated_at, state.estimated_source
-    if state.actual_at is not None and (milestone.actual_at, milestone.actual_source) != (
-        state.actual_at,
-        state.actual_source,
-    ):
-        milestone.actual_at, milestone.actual_source = state.actual_at, state.actual_source
-    if state.utc_offset_minutes is not None and milestone.utc_offset_minutes != state.utc_offset_minutes:
-        milestone.utc_offset_minutes = state.utc_offset_minutes
+    return [outcome.outcome == ACCEPTED for outcome in result.outcomes]

@@ -231,7 +231,13 @@ async def test_the_same_event_twice_is_one_row_and_one_change(session: AsyncSess
     assert await status_and_events(session, scope, shipment_id) == (ShipmentStatus.IN_TRANSIT, 1)
     assert (await timeline(session, scope, shipment_id))[1] == (M.DEPARTED, None, None, at(11), "dcsa", 480)
     stored = (await session.execute(scoped(select(TrackingEvent), TrackingEvent, scope))).scalar_one()
-    assert (stored.raw_code, stored.location_locode, stored.classifier) == ("DEPA", "CNSHA", "ACT")
+    assert (stored.code_system, stored.raw_code, stored.location_locode, stored.classifier) == (
+        "canonical",
+        "DEPARTED",
+        "CNSHA",
+        "ACT",
+    )
+    assert stored.payload["carrier_code"] == "DEPA"
 
 
 async def test_the_same_source_event_id_is_a_duplicate_even_if_it_says_something_else(
