@@ -14,11 +14,21 @@ def _is_tenant_id(node: ast.expr) -> bool:
     return isinstance(node, ast.Attribute) and node.attr == "tenant_id"
 
 
+def _is_model_tenant_id(node: ast.expr) -> bool:
+    """``Model.tenant_id`` (a column of a mapped class), as opposed to ``scope.tenant_id`` (a value)."""
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == "tenant_id"
+        and isinstance(node.value, ast.Name)
+        and node.value.id[:1].isupper()
+    )
+
+
 def _compares_tenant_id(node: ast.Compare) -> bool:
     """A filter on tenant_id. A join condition (``A.tenant_id == B.tenant_id``) is not one: joins between
     tenant tables must match tenants, which is what keeps them distributable."""
     operands = [node.left, *node.comparators]
-    if all(_is_tenant_id(o) for o in operands):
+    if all(_is_model_tenant_id(o) for o in operands):
         return False
     return any(_is_tenant_id(o) for o in operands) and any(
         isinstance(op, ast.Eq | ast.NotEq | ast.In) for op in node.ops
