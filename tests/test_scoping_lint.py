@@ -52,5 +52,5 @@ def test_the_lint_catches_a_hand_written_filter_but_not_a_join() -> None:
         "select(Shipment).where(Shipment.tenant_id == scope.tenant_id)"
         ".join(Leg, Leg.tenant_id == Shipment.tenant_id)"
     )
-    compares = [n for n in ast.walk(tree) if isinstance(n, ast.Compare)]
+    compares = sorted((n for n in ast.walk(tree) if isinstance(n, ast.Compare)), key=lambda n: n.col_offset)
     assert [_compares_tenant_id(n) for n in compares] == [True, False]
