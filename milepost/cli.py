@@ -85,9 +85,9 @@ def schema() -> None:
 
 
 def _register() -> None:
-    from milepost.commands import admin, demo
+    from milepost.commands import admin, capture, demo
 
-    for command in [*admin.COMMANDS, *demo.COMMANDS]:
+    for command in [*admin.COMMANDS, *demo.COMMANDS, *capture.COMMANDS]:
         main.add_command(command)
 
 
