@@ -147,6 +147,16 @@ def app_state(
 
 
 @pytest.fixture
+def cli_env(database: Database, tmp_path: Path) -> dict[str, str | None]:
+    return {
+        "DATABASE_URL": libpq_url(database.owner_url),
+        "MILEPOST_DATA_DIR": str(tmp_path),
+        "APP_DATABASE_URL": None,
+        "MILEPOST_USER_PASSWORD": None,
+    }
+
+
+@pytest.fixture
 async def client(app_state: AppState) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(app_state)
     transport = httpx.ASGITransport(app=app)

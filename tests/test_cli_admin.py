@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import json
 import uuid
-from pathlib import Path
-from typing import Any
 
 import httpx
-import pytest
 from argon2 import PasswordHasher
-from click.testing import CliRunner, Result
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -20,36 +14,10 @@ from api.auth.tokens import TokenService
 from domain.db import TenantScope, apply_scope
 from domain.tenancy.models import Role, User
 from domain.tenancy.service import find_tenant_by_slug
-from milepost.cli import main
-from milepost.database import Database, libpq_url
+from tests.cli_support import milepost, printed
 from tests.factories import unique_slug
 
 PASSWORD = "a long enough password"
-
-
-@pytest.fixture
-def cli_env(database: Database, tmp_path: Path) -> dict[str, str | None]:
-    return {
-        "DATABASE_URL": libpq_url(database.owner_url),
-        "MILEPOST_DATA_DIR": str(tmp_path),
-        "APP_DATABASE_URL": None,
-        "MILEPOST_USER_PASSWORD": None,
-    }
-
-
-async def milepost(
-    env: dict[str, str | None], *args: str, input: str | None = None, **extra_env: str
-) -> Result:
-    # the commands run their own event loop (asyncio.run), so they cannot run on the test's
-    return await asyncio.to_thread(
-        CliRunner().invoke, main, list(args), env={**env, **extra_env}, input=input
-    )
-
-
-def printed(result: Result) -> dict[str, Any]:
-    assert result.exit_code == 0, result.stderr
-    data: dict[str, Any] = json.loads(result.stdout)
-    return data
 
 
 async def new_tenant(env: dict[str, str | None]) -> str:

@@ -15,8 +15,8 @@ from domain.tracking.models import IngestMessage, TrackingEvent
 from milepost.commands import capture
 from milepost.commands.capture import csv_chunks
 from milepost.database import Database
+from tests.cli_support import milepost, printed
 from tests.shipment_factories import committed_tenant
-from tests.test_cli_admin import cli_env, milepost, printed  # noqa: F401 - cli_env is a fixture
 
 SHIPMENTS = (
     "account_code,mode,carrier_code,origin_locode,destination_locode,booking,etd,eta\n"
