@@ -40,7 +40,9 @@ STEPS = (
     PlannedStep(3, "ARRIVED", "NLRTM", 28 * 24, 60),
     PlannedStep(4, "DELIVERED", "NLRTM", 30 * 24, 60),
 )
-_ZONES = {minutes: dt.timezone(dt.timedelta(minutes=minutes)) for minutes in {s.utc_offset_minutes for s in STEPS}}
+_ZONES = {
+    minutes: dt.timezone(dt.timedelta(minutes=minutes)) for minutes in {s.utc_offset_minutes for s in STEPS}
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,12 +227,18 @@ def messages(plan: Plan) -> list[Message]:
     return ordered
 
 
+_EVENT_JSON = (
+    '{{"eventId":"{}","references":[{{"kind":"booking","value":"{}"}}],"code":"{}","classifier":"{}",'
+    '"occurredAt":"{}","location":{{"locode":"{}"}},"carrierCode":"{}"}}'
+)
+
+
 def body(plan: Plan, message: Message) -> bytes:
     """The canonical JSON message (docs/formats/events.md)."""
     parts = [
-        '{"eventId":"%s","references":[{"kind":"booking","value":"%s"}],"code":"%s","classifier":"%s",'
-        '"occurredAt":"%s","location":{"locode":"%s"},"carrierCode":"%s"}'
-        % (e.event_id, e.reference, e.step.code, e.classifier, e.local_time(), e.step.locode, CARRIER)
+        _EVENT_JSON.format(
+            e.event_id, e.reference, e.step.code, e.classifier, e.local_time(), e.step.locode, CARRIER
+        )
         for e in message.events(plan)
     ]
     return ('{"events":[' + ",".join(parts) + "]}").encode()

@@ -13,3 +13,13 @@ def require_shipment_read(principal: Principal) -> None:
         return
     if "shipments:read" not in principal.scopes:
         raise Forbidden("this operation needs the 'shipments:read' scope")
+
+
+def require_ingest_admin(principal: Principal) -> None:
+    """Ingest messages and code mappings: admin or operations staff, or partner clients with ``ingest``."""
+    if principal.subject_kind == "api_client":
+        if "ingest" in principal.scopes:
+            return
+        raise Forbidden("this operation needs the 'ingest' scope")
+    if principal.is_shipper or not principal.roles & {"admin", "operations"}:
+        raise Forbidden("this operation needs the admin or operations role")

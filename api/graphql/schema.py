@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 
 from api.graphql.context import Context
-from api.graphql.permissions import require_shipment_read
+from api.graphql.permissions import require_ingest_admin, require_shipment_read
 from api.graphql.relay import (
     Node,
     PageInfo,
@@ -28,9 +30,26 @@ from api.graphql.shipments.types import (
     account_node,
     shipment_node,
 )
+from api.graphql.tracking.types import (
+    CodeMapping,
+    CodeMappingInput,
+    IngestMessage,
+    IngestMessageConnection,
+    IngestMessageEdge,
+    InvalidInputError,
+    NotFoundError,
+    ReplayIngestMessagePayload,
+    ReplayIngestMessageSuccess,
+    UpsertCodeMappingPayload,
+    UpsertCodeMappingSuccess,
+    ingest_message_node,
+)
+from api.graphql.tracking.types import IngestStatus as IngestStatusEnum
 from domain.shipments import repository
 from domain.shipments.repository import PageKey
 from domain.tenancy.repository import current_tenant
+from domain.tracking import ingest
+from domain.tracking.mapping import MappingError
 
 DEFAULT_PAGE_SIZE = 20
 
@@ -58,7 +77,7 @@ async def _shipment(info: strawberry.Info[Context, None], shipment_id: object) -
     return shipment_node(row) if row is not None else None
 
 
-@strawberry.type
+@strawberry.type(description="Reads: the caller, shipments and their timelines, ingest messages.")
 class Query:
     @strawberry.field(description="The authenticated caller.")
     async def viewer(self, info: strawberry.Info[Context, None]) -> Viewer:
@@ -90,9 +109,10 @@ class Query:
             require_shipment_read(info.context.principal)
             account = await loaders.account.load(value)
             return account_node(account) if account is not None else None
-        if type_name == "Milestone":
-            return None  # milestones are reached through their shipment
-        return None
+        if type_name == "IngestMessage":
+            require_ingest_admin(info.context.principal)
+            return await _ingest_message(info, value)
+        return None  # milestones are reached through their shipment; unknown types find nothing
 
     @strawberry.field(description="One shipment by global id; null when it does not exist for you.")
     async def shipment(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> Shipment | None:
@@ -152,6 +172,126 @@ class Query:
             ),
         )
 
+    @strawberry.field(description="Stored ingest messages, newest first, with per-event results.")
+    async def ingest_messages(
+        self,
+        info: strawberry.Info[Context, None],
+        first: int = DEFAULT_PAGE_SIZE,
+        after: str | None = None,
+        status: list[IngestStatusEnum] | None = None,  # type: ignore[valid-type]
+    ) -> IngestMessageConnection:
+        context = info.context
+        require_ingest_admin(context.principal)
+        limit = check_page_size(first, context.state.settings.graphql_max_page_size)
+        position = decode_cursor(after) if after else None
+        scope = context.principal.scope
+        rows = await context.loaders.run(
+            lambda session: ingest.list_messages(
+                session,
+                scope,
+                statuses=[str(s) for s in status or []],
+                limit=limit + 1,
+                after=(position.created_at, position.id) if position else None,
+            )
+        )
+        page = rows[:limit]
+        edges = [
+            IngestMessageEdge(
+                cursor=encode_cursor(PageKey(row.received_at, row.id)), node=ingest_message_node(row)
+            )
+            for row in page
+        ]
+        return IngestMessageConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(rows) > limit,
+                has_previous_page=False,
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+        )
+
+    @strawberry.field(description="One ingest message by global id; null when it does not exist for you.")
+    async def ingest_message(
+        self, info: strawberry.Info[Context, None], id: strawberry.ID
+    ) -> IngestMessage | None:
+        require_ingest_admin(info.context.principal)
+        value = expect_global_id(id, "IngestMessage")
+        return await _ingest_message(info, value) if value is not None else None
+
+
+async def _ingest_message(info: strawberry.Info[Context, None], message_id: object) -> IngestMessage | None:
+    import uuid
+
+    assert isinstance(message_id, uuid.UUID)
+    scope = info.context.principal.scope
+    row = await info.context.loaders.run(lambda session: ingest.get_message(session, scope, message_id))
+    return ingest_message_node(row) if row is not None else None
+
+
+@strawberry.type(description="Writes; each returns a union of its success type and typed errors.")
+class Mutation:
+    @strawberry.mutation(
+        description="Parse and process a stored message again with today's adapters and mappings."
+    )
+    async def replay_ingest_message(
+        self, info: strawberry.Info[Context, None], id: strawberry.ID
+    ) -> ReplayIngestMessagePayload:
+        context = info.context
+        require_ingest_admin(context.principal)
+        value = expect_global_id(id, "IngestMessage")
+        if value is None:
+            return NotFoundError(message=f"no ingest message {id}")
+        scope = context.principal.scope
+
+        async def work(session: Any) -> Any:
+            try:
+                return await ingest.replay(session, scope, value, now=context.state.clock())
+            except ingest.IngestError:
+                return None
+
+        row = await context.loaders.run(work)
+        if row is None:
+            return NotFoundError(message=f"no ingest message {id}")
+        return ReplayIngestMessageSuccess(ingest_message=ingest_message_node(row))
+
+    @strawberry.mutation(description="Set this tenant's meaning for one source code (all carriers, or one).")
+    async def upsert_code_mapping(
+        self, info: strawberry.Info[Context, None], input: CodeMappingInput
+    ) -> UpsertCodeMappingPayload:
+        context = info.context
+        require_ingest_admin(context.principal)
+        scope = context.principal.scope
+
+        async def work(session: Any) -> Any:
+            return await ingest.upsert_code_mapping(
+                session,
+                scope,
+                system=input.system,
+                code=input.code,
+                carrier_code=input.carrier_code,
+                milestone=input.milestone,
+                signal=input.signal,
+                raw_only=input.raw_only,
+                description=input.description,
+            )
+
+        try:
+            row = await context.loaders.run(work)
+        except MappingError as error:
+            return InvalidInputError(field="input", message=str(error))
+        return UpsertCodeMappingSuccess(
+            mapping=CodeMapping(
+                system=row.system,
+                code=row.code,
+                carrier_code=row.carrier_code,
+                milestone=row.milestone,
+                signal=row.signal,
+                raw_only=row.raw_only,
+                description=row.description,
+            )
+        )
+
 
 def _filter(given: ShipmentFilter | None) -> repository.ShipmentFilter:
     if given is None:
@@ -199,4 +339,9 @@ def _is_internal(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, GraphQLError)
 
 
-schema = strawberry.Schema(query=Query, types=[Shipment, Account, Milestone], extensions=[MaskInternalErrors])
+schema = strawberry.Schema(
+    query=Query,
+    mutation=Mutation,
+    types=[Shipment, Account, Milestone, IngestMessage],
+    extensions=[MaskInternalErrors],
+)

@@ -30,6 +30,8 @@ from domain.tracking.formats.csv_files import parse_csv, to_shipment_draft
 from domain.tracking.formats.dcsa import parse_dcsa
 from domain.tracking.formats.epcis import parse_epcis
 from domain.tracking.formats.x12 import parse_x12
+from domain.tracking.mapping import MappingError, validate_row
+from domain.tracking.models import CodeMapping as CodeMappingRow
 from domain.tracking.models import IngestMessage, IngestStatus, TrackingEvent
 from domain.tracking.service import (
     ACCEPTED,
@@ -353,3 +355,67 @@ async def register_shipments(
             continue
         outcomes.append(Outcome(position, ACCEPTED, shipment_id=shipment.id))
     return outcomes
+
+
+async def list_messages(
+    session: AsyncSession,
+    scope: TenantScope,
+    *,
+    statuses: Sequence[str],
+    limit: int,
+    after: tuple[dt.datetime, uuid.UUID] | None,
+) -> list[IngestMessage]:
+    """Newest first, keyset-paginated on (received_at, id)."""
+    statement = scoped(select(IngestMessage), IngestMessage, scope)
+    if statuses:
+        statement = statement.where(IngestMessage.status.in_(statuses))
+    if after is not None:
+        received_at, message_id = after
+        statement = statement.where(
+            (IngestMessage.received_at < received_at)
+            | ((IngestMessage.received_at == received_at) & (IngestMessage.id < message_id))
+        )
+    statement = statement.order_by(IngestMessage.received_at.desc(), IngestMessage.id.desc()).limit(limit)
+    return list((await session.execute(statement)).scalars())
+
+
+async def upsert_code_mapping(
+    session: AsyncSession,
+    scope: TenantScope,
+    *,
+    system: str,
+    code: str,
+    carrier_code: str | None,
+    milestone: str | None,
+    signal: str | None,
+    raw_only: bool,
+    description: str,
+) -> CodeMappingRow:
+    """Set this tenant's meaning of one source code (for all carriers, or one). Validated like the built-in
+    rows; takes effect for new messages at once and for stored ones on replay."""
+    validate_row(
+        {
+            "milestone": milestone,
+            "signal": signal,
+            "raw_only": "yes" if raw_only else "",
+            "description": description,
+        },
+        f"{system}:{code}",
+    )
+    if not system.strip() or not code.strip():
+        raise MappingError("system and code must not be empty")
+    statement = scoped(select(CodeMappingRow), CodeMappingRow, scope).where(
+        CodeMappingRow.system == system, CodeMappingRow.code == code
+    )
+    statement = statement.where(
+        CodeMappingRow.carrier_code.is_(None)
+        if carrier_code is None
+        else CodeMappingRow.carrier_code == carrier_code
+    )
+    row = (await session.execute(statement)).scalar_one_or_none()
+    if row is None:
+        row = CodeMappingRow(tenant_id=scope.tenant_id, system=system, code=code, carrier_code=carrier_code)
+        session.add(row)
+    row.milestone, row.signal, row.raw_only, row.description = milestone, signal, raw_only, description
+    await session.flush()
+    return row

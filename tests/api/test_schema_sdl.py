@@ -26,7 +26,7 @@ def test_every_type_and_field_has_a_description() -> None:
             "Decimal",
         }:
             continue
-        if not graphql_type.description and name not in {"Query"}:
+        if not graphql_type.description:
             missing.append(name)
         for field_name, field in (getattr(graphql_type, "fields", None) or {}).items():
             if not field.description:

@@ -1,0 +1,643 @@
+"""Capture throughput: events end-to-end through ``milepost serve`` against the database's own limit.
+
+One run, on its own database:
+
+1. seed 2 tenants (an account and a partner client with the ``ingest`` scope each) and their shipments, each
+   with a booking reference and a 4-milestone plan, with set-based SQL as the application role;
+2. *database limit*: the exact rows the application would store, inserted with batched
+   ``INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING`` into ``tracking_event`` as the application role
+   (same batches, same concurrency), then the same batches again (all conflicts); then the tables are
+   emptied again;
+3. *end-to-end*: ``milepost serve`` in a subprocess; every message is posted to ``POST /ingest/events``
+   (stored raw → parsed → deduplicated → matched → timelines rebuilt → outbox rows), a few requests in
+   flight; the database is checked against what was sent;
+4. *replay*: the same messages again under new Idempotency-Keys — every event a duplicate.
+
+It prints the rates, their ratios and per-message latencies. It asserts no time (``make bench`` is not a
+test), but it does fail loudly when the stored data is not what was sent.
+
+Environment: ``BENCH_DATABASE_URL`` (an owner/superuser URL; default: an embedded PostgreSQL in a temporary
+folder), ``BENCH_EVENTS`` (1,000,000), ``BENCH_SHIPMENTS`` (100,000), ``BENCH_MESSAGE_EVENTS`` (10,000),
+``BENCH_CONCURRENCY`` (3 requests / connections in flight), ``BENCH_ORDER`` (``time``: a live feed, each
+message touches as many shipments as it has events; ``shipment``: a backfill, each shipment's events
+together), ``BENCH_PYSPY`` (a file: record the server with py-spy during the first ingest; needs ``py-spy``
+on PATH or in ``BENCH_PYSPY_BIN``), ``BENCH_KEEP_DATABASE`` (keep ``milepost_bench`` afterwards).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+import domain.models  # noqa: F401 - every table, so foreign keys resolve
+from bench import data
+from domain.db import TenantScope, apply_scope
+from domain.tenancy.service import create_account, create_api_client, create_tenant
+from milepost.database import app_url_for, embedded_server, libpq_url, migrate, sqlalchemy_url
+from milepost.settings import Settings
+
+DATABASE = "milepost_bench"
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Config:
+    events: int
+    shipments: int
+    message_events: int
+    concurrency: int
+    order: str
+    database_url: str | None
+    pyspy: Path | None
+    keep_database: bool
+
+    @classmethod
+    def from_env(cls) -> Config:
+        def number(name: str, default: int) -> int:
+            value = int(os.environ.get(name, default))
+            if value < 1:
+                raise SystemExit(f"{name} must be at least 1")
+            return value
+
+        message_events = number("BENCH_MESSAGE_EVENTS", 10_000)
+        if message_events > 10_000:
+            raise SystemExit("BENCH_MESSAGE_EVENTS: a message holds at most 10,000 events")
+        pyspy = os.environ.get("BENCH_PYSPY")
+        return cls(
+            events=number("BENCH_EVENTS", 1_000_000),
+            shipments=number("BENCH_SHIPMENTS", 100_000),
+            message_events=message_events,
+            concurrency=number("BENCH_CONCURRENCY", 3),
+            order=os.environ.get("BENCH_ORDER", "time"),
+            database_url=os.environ.get("BENCH_DATABASE_URL") or None,
+            pyspy=Path(pyspy).resolve() if pyspy else None,
+            keep_database=bool(os.environ.get("BENCH_KEEP_DATABASE")),
+        )
+
+
+@dataclass
+class Tenant:
+    index: int
+    id: uuid.UUID
+    slug: str
+    client_id: str
+    client_secret: str
+
+
+@dataclass
+class Phase:
+    """One pass over all messages: wall time, per-message latencies and the summed outcome counts."""
+
+    name: str
+    rows: int
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds
+
+    def latency(self, quantile: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))] * 1000
+
+    def line(self) -> str:
+        text = f"{self.name:<34} {self.rows:>10,} rows in {self.seconds:8.1f} s = {self.rate:>9,.0f} /s"
+        if self.latencies:
+            text += f"   per message p50 {self.latency(0.5):,.0f} ms, p99 {self.latency(0.99):,.0f} ms"
+        return text
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+# --- database -----------------------------------------------------------------------------------------
+
+
+async def recreate_database(admin: str, name: str) -> str:
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        return str(await conn.fetchval("SHOW server_version"))
+    finally:
+        await conn.close()
+
+
+async def drop_database(admin: str, name: str) -> None:
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def seed(plan: data.Plan, app_url: URL) -> list[Tenant]:
+    """Tenants, accounts and clients through the domain services; shipments with set-based SQL."""
+    engine = create_async_engine(app_url)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    tenants: list[Tenant] = []
+    accounts: list[uuid.UUID] = []
+    suffix = uuid.uuid4().hex[:6]
+    try:
+        for index in range(plan.tenants):
+            session: AsyncSession
+            async with sessions() as session, session.begin():
+                tenant = await create_tenant(session, f"Bench {index}", f"bench-{index}-{suffix}")
+                scope = TenantScope(tenant.id)
+                await apply_scope(session, scope)
+                account = await create_account(session, scope, code="BENCH", name="Bench shipper")
+                issued = await create_api_client(session, scope, name="bench feed", scopes=["ingest"])
+                tenants.append(
+                    Tenant(index, tenant.id, tenant.slug, issued.client.client_id, issued.client_secret)
+                )
+                accounts.append(account.id)
+    finally:
+        await engine.dispose()
+    conn = await asyncpg.connect(libpq_url(app_url))
+    try:
+        for tenant, account_id in zip(tenants, accounts, strict=True):
+            await data.seed_shipments(conn, plan, tenant.index, tenant.id, account_id)
+    finally:
+        await conn.close()
+    return tenants
+
+
+async def owner_maintenance(owner: str, *statements: str) -> None:
+    conn = await asyncpg.connect(owner)
+    try:
+        for statement in statements:
+            try:
+                await conn.execute(statement)
+            except asyncpg.InsufficientPrivilegeError:  # CHECKPOINT needs superuser or pg_checkpoint
+                say(f"  (skipped, not permitted: {statement})")
+    finally:
+        await conn.close()
+
+
+async def in_tenant(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> None:
+    await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
+
+
+# --- the database's limit -----------------------------------------------------------------------------
+
+_LIMIT_MESSAGE = """
+INSERT INTO ingest_message (tenant_id, id, format, size_bytes, sha256, body, received_at, status, errors)
+VALUES ($1, $2, 'events', 0, '', ''::bytea, $3, 'accepted', '[]'::jsonb)
+"""
+_LIMIT_INSERT = """
+INSERT INTO tracking_event (
+    tenant_id, id, created_at, shipment_id, ingest_message_id, source, source_event_id, dedup_key, classifier,
+    milestone_code, raw_code, code_system, location_locode, occurred_at, utc_offset_minutes, received_at,
+    "references", reference_values, carrier_code, place, payload, is_retracted)
+SELECT $1, r.id, $2, r.shipment_id, $3, 'events', r.source_event_id, r.dedup_key, r.classifier, r.code,
+    r.code, 'canonical', r.locode, r.occurred_at, r.utc_offset_minutes, $2, r.refs::jsonb,
+    ARRAY[r.reference_value], 'MAEU', r.place::jsonb, r.payload::jsonb, false
+FROM unnest($4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+            $11::timestamptz[], $12::int[], $13::text[], $14::text[], $15::text[], $16::text[])
+    AS r(id, shipment_id, source_event_id, dedup_key, classifier, code, locode, occurred_at,
+         utc_offset_minutes, refs, reference_value, place, payload)
+ON CONFLICT (tenant_id, dedup_key) DO NOTHING
+"""
+_LIMIT_COLUMNS = (
+    "id",
+    "shipment_id",
+    "source_event_id",
+    "dedup_key",
+    "classifier",
+    "code",
+    "locode",
+    "occurred_at",
+    "utc_offset_minutes",
+    "refs",
+    "reference_value",
+    "place",
+    "payload",
+)
+
+
+async def run_pool(concurrency: int, count: int, work: Callable[[int, int], Awaitable[None]]) -> None:
+    """``work(worker, item)`` for items 0..count-1, ``concurrency`` at a time, in order of taking."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for item in range(count):
+        queue.put_nowait(item)
+
+    async def worker(number: int) -> None:
+        while True:
+            try:
+                item = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            await work(number, item)
+
+    await asyncio.gather(*(worker(n) for n in range(concurrency)))
+
+
+async def database_limit(
+    name: str,
+    app: str,
+    tenants: Sequence[Tenant],
+    batches: Sequence[tuple[int, dict[str, list[Any]]]],
+    concurrency: int,
+) -> Phase:
+    connections = [await asyncpg.connect(app) for _ in range(concurrency)]
+    inserted = 0
+    latencies: list[float] = []
+
+    async def insert(worker: int, item: int) -> None:
+        nonlocal inserted
+        tenant_index, columns = batches[item]
+        conn = connections[worker]
+        started = time.perf_counter()
+        now = dt.datetime.now(dt.UTC)
+        message_id = uuid.uuid4()
+        async with conn.transaction():
+            await in_tenant(conn, tenants[tenant_index].id)
+            await conn.execute(_LIMIT_MESSAGE, tenants[tenant_index].id, message_id, now)
+            status = await conn.execute(
+                _LIMIT_INSERT,
+                tenants[tenant_index].id,
+                now,
+                message_id,
+                *(columns[c] for c in _LIMIT_COLUMNS),
+            )
+        inserted += int(status.split()[-1])
+        latencies.append(time.perf_counter() - started)
+
+    try:
+        started = time.perf_counter()
+        await run_pool(concurrency, len(batches), insert)
+        seconds = time.perf_counter() - started
+    finally:
+        for conn in connections:
+            await conn.close()
+    rows = sum(len(columns["id"]) for _, columns in batches)
+    return Phase(name, rows, seconds, latencies, {"inserted": inserted})
+
+
+# --- the server ---------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_server(owner: URL, folder: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "APP_DATABASE_URL", "BROKER_URL")}
+    env.update(
+        DATABASE_URL=libpq_url(owner),
+        MILEPOST_DATA_DIR=str(folder / "data"),
+        MILEPOST_LOG_LEVEL="WARNING",
+        MILEPOST_MAX_BODY_BYTES=str(MAX_BODY_BYTES),
+        MILEPOST_ACCESS_TOKEN_TTL_SECONDS="7200",
+    )
+    log_path = folder / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "milepost.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"milepost serve exited ({process.returncode}):\n{log_path.read_text()[-4000:]}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return process, base, log_path
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    process.kill()
+    raise SystemExit(f"milepost serve did not become ready:\n{log_path.read_text()[-4000:]}")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def tokens_for(http: httpx.AsyncClient, tenants: Sequence[Tenant]) -> dict[int, str]:
+    tokens = {}
+    for tenant in tenants:
+        response = await http.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(tenant.client_id, tenant.client_secret),
+        )
+        response.raise_for_status()
+        tokens[tenant.index] = response.json()["access_token"]
+    return tokens
+
+
+async def post_all(
+    name: str,
+    plan: data.Plan,
+    base: str,
+    tenants: Sequence[Tenant],
+    messages: Sequence[data.Message],
+    bodies: Sequence[bytes],
+    concurrency: int,
+    key_prefix: str,
+) -> Phase:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=900, limits=limits) as http:
+        tokens = await tokens_for(http, tenants)
+        counts = {"events": 0, "accepted": 0, "parked": 0, "duplicate": 0, "rejected": 0}
+        latencies: list[float] = []
+        failures: list[str] = []
+
+        async def post(_worker: int, item: int) -> None:
+            message = messages[item]
+            started = time.perf_counter()
+            response = await http.post(
+                "/ingest/events",
+                content=bodies[item],
+                headers={
+                    "authorization": f"Bearer {tokens[message.tenant]}",
+                    "content-type": "application/json",
+                    "idempotency-key": f"{key_prefix}-{item}",
+                },
+            )
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != 200:
+                failures.append(f"message {item}: {response.status_code} {response.text[:300]}")
+                return
+            for key, value in response.json()["counts"].items():
+                counts[key] += value
+
+        started = time.perf_counter()
+        await run_pool(concurrency, len(messages), post)
+        seconds = time.perf_counter() - started
+    if failures:
+        raise SystemExit(f"{name}: {len(failures)} message(s) failed, first: {failures[0]}")
+    return Phase(name, sum(m.size(plan) for m in messages), seconds, latencies, counts)
+
+
+# --- checks -------------------------------------------------------------------------------------------
+
+
+async def stored(app: str, tenants: Sequence[Tenant]) -> dict[str, int]:
+    """What the database holds, summed over the tenants (each read inside its own tenant scope)."""
+    totals: dict[str, int] = {}
+    conn = await asyncpg.connect(app)
+    try:
+        for tenant in tenants:
+            async with conn.transaction():
+                await in_tenant(conn, tenant.id)
+                row = await conn.fetchrow(
+                    """
+                    SELECT
+                      (SELECT count(*) FROM tracking_event) AS events,
+                      (SELECT count(*) FROM tracking_event WHERE shipment_id IS NULL) AS parked,
+                      (SELECT count(*) FROM milestone WHERE actual_at IS NOT NULL) AS actuals,
+                      (SELECT count(*) FROM milestone WHERE estimated_at IS NOT NULL) AS estimates,
+                      (SELECT count(*) FROM milestone WHERE sequence >= 100) AS unplanned,
+                      (SELECT count(*) FROM shipment WHERE status = 'delivered') AS delivered,
+                      (SELECT count(*) FROM outbox WHERE topic = 'shipment.timeline_changed') AS outbox,
+                      (SELECT count(*) FROM ingest_message) AS messages,
+                      (SELECT coalesce(sum(accepted_count), 0) FROM ingest_message) AS accepted,
+                      (SELECT coalesce(sum(duplicate_count), 0) FROM ingest_message) AS duplicate
+                    """
+                )
+                for key, value in dict(row).items():
+                    totals[key] = totals.get(key, 0) + int(value)
+    finally:
+        await conn.close()
+    return totals
+
+
+def check(label: str, got: int, expected: int, problems: list[str]) -> None:
+    mark = "ok" if got == expected else "MISMATCH"
+    say(f"  {label:<46} {got:>10,}  (expected {expected:,})  {mark}")
+    if got != expected:
+        problems.append(f"{label}: {got} != {expected}")
+
+
+# --- the run ------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    config = Config.from_env()
+    with tempfile.TemporaryDirectory(prefix="milepost-bench-") as tmp:
+        folder = Path(tmp)
+        server = None
+        if config.database_url:
+            admin = sqlalchemy_url(config.database_url)
+        else:
+            (folder / "pgdata").mkdir()
+            say("starting an embedded PostgreSQL ...")
+            server = embedded_server(folder / "pgdata", cleanup_mode="delete")
+            admin = sqlalchemy_url(server.get_uri())
+        try:
+            run(config, admin, folder)
+        finally:
+            if server is not None:
+                server.cleanup()
+
+
+def run(config: Config, admin: URL, folder: Path) -> None:
+    began = time.perf_counter()
+    plan = data.make_plan(
+        events=config.events,
+        shipments=config.shipments,
+        tenants=2,
+        message_events=config.message_events,
+        order=config.order,
+        now=dt.datetime.now(dt.UTC),
+    )
+    version = asyncio.run(recreate_database(libpq_url(admin), DATABASE))
+    owner = admin.set(database=DATABASE)
+    settings = Settings(data_dir=folder / "data")
+    migrate(owner, settings)
+    app = libpq_url(app_url_for(owner, settings))
+    say(
+        f"PostgreSQL {version}; {os.cpu_count()} cores; "
+        f"{plan.events:,} events over {plan.shipments:,} shipments "
+        f"in {plan.tenants} tenants ({plan.events_per_shipment} per shipment, order={plan.order}); "
+        f"messages of {plan.message_events:,} events, {config.concurrency} in flight"
+    )
+
+    started = time.perf_counter()
+    tenants = asyncio.run(seed(plan, app_url_for(owner, settings)))
+    asyncio.run(owner_maintenance(libpq_url(owner), "VACUUM ANALYZE"))
+    say(
+        f"seeded {plan.shipments:,} shipments with {len(data.STEPS)} planned milestones "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+
+    started = time.perf_counter()
+    messages = data.messages(plan)
+    bodies = [data.body(plan, m) for m in messages]
+    batches = [(m.tenant, data.rows(plan, m)) for m in messages]
+    megabytes = sum(len(b) for b in bodies) / 1e6
+    say(
+        f"generated {len(messages)} messages ({megabytes:,.0f} MB of JSON) "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+
+    problems: list[str] = []
+    say("\ndatabase limit (batched INSERT … SELECT FROM unnest … ON CONFLICT DO NOTHING, application role):")
+    asyncio.run(owner_maintenance(libpq_url(owner), "CHECKPOINT"))
+    limit = asyncio.run(
+        database_limit("database limit, first insert", app, tenants, batches, config.concurrency)
+    )
+    say("  " + limit.line())
+    check("rows inserted", limit.counts["inserted"], plan.events, problems)
+    limit_replay = asyncio.run(
+        database_limit("database limit, all duplicates", app, tenants, batches, config.concurrency)
+    )
+    say("  " + limit_replay.line())
+    check("rows inserted by the duplicate pass", limit_replay.counts["inserted"], 0, problems)
+    del batches
+    asyncio.run(
+        owner_maintenance(
+            libpq_url(owner), "TRUNCATE tracking_event, ingest_message", "VACUUM ANALYZE", "CHECKPOINT"
+        )
+    )
+
+    say("\nend to end (milepost serve, POST /ingest/events):")
+    process, base, log_path = start_server(owner, folder)
+    profiler = None
+    try:
+        if config.pyspy is not None:
+            profiler = start_pyspy(process.pid, config.pyspy)
+        first = asyncio.run(
+            post_all("first ingest", plan, base, tenants, messages, bodies, config.concurrency, "bench-first")
+        )
+        if profiler is not None:
+            stop_pyspy(profiler, config.pyspy)
+            profiler = None
+        say("  " + first.line())
+        check("events accepted (responses)", first.counts["accepted"], plan.events, problems)
+        after_first = asyncio.run(stored(app, tenants))
+        check("tracking_event rows", after_first["events"], plan.events, problems)
+        check("parked events", after_first["parked"], 0, problems)
+        actuals = min(plan.events_per_shipment, len(data.STEPS))
+        estimated = min(plan.events_per_shipment - actuals, len(data.STEPS))
+        check("milestones with an actual", after_first["actuals"], plan.shipments * actuals, problems)
+        check("milestones with an estimate", after_first["estimates"], plan.shipments * estimated, problems)
+        check("unplanned milestones", after_first["unplanned"], 0, problems)
+        delivered = plan.shipments if actuals == len(data.STEPS) else 0
+        check("shipments delivered", after_first["delivered"], delivered, problems)
+        say(f"  outbox rows (shipment.timeline_changed, detection enqueued) {after_first['outbox']:>10,}")
+
+        replay = asyncio.run(
+            post_all(
+                "replay (all duplicates)",
+                plan,
+                base,
+                tenants,
+                messages,
+                bodies,
+                config.concurrency,
+                "bench-replay",
+            )
+        )
+        say("  " + replay.line())
+        check("events reported duplicate (responses)", replay.counts["duplicate"], plan.events, problems)
+        after_replay = asyncio.run(stored(app, tenants))
+        check("tracking_event rows after the replay", after_replay["events"], plan.events, problems)
+        check("outbox rows added by the replay", after_replay["outbox"] - after_first["outbox"], 0, problems)
+    except BaseException:
+        stop_server(process)
+        say(f"server log (last lines):\n{log_path.read_text(errors='replace')[-6000:]}")
+        raise
+    finally:
+        if profiler is not None:
+            profiler.kill()
+        stop_server(process)
+    if not config.keep_database:
+        asyncio.run(drop_database(libpq_url(admin), DATABASE))
+
+    ratio = first.rate / limit.rate
+    say("\n=== capture throughput ===")
+    say(
+        f"events {plan.events:,}   shipments {plan.shipments:,}   tenants {plan.tenants}   order {plan.order}"
+    )
+    say(f"end-to-end first ingest     {first.rate:>10,.0f} events/s")
+    say(f"database limit              {limit.rate:>10,.0f} rows/s")
+    say(f"ratio end-to-end / limit    {ratio:>10.2f}   (target >= 0.5)")
+    say(f"replay (all duplicates)     {replay.rate:>10,.0f} events/s")
+    say(f"replay / first ingest       {replay.rate / first.rate:>10.2f}   (a replay should cost less: > 1)")
+    say(f"database limit, duplicates  {limit_replay.rate:>10,.0f} rows/s")
+    say(
+        f"per message (ms)            first p50 {first.latency(0.5):,.0f} p99 {first.latency(0.99):,.0f}; "
+        f"replay p50 {replay.latency(0.5):,.0f} p99 {replay.latency(0.99):,.0f}; "
+        f"limit p50 {limit.latency(0.5):,.0f} p99 {limit.latency(0.99):,.0f}"
+    )
+    say(f"total bench time {time.perf_counter() - began:,.0f} s")
+    if problems:
+        say(f"server log: {log_path}")
+        raise SystemExit("stored data differs from what was sent:\n  " + "\n  ".join(problems))
+
+
+# --- optional profile ---------------------------------------------------------------------------------
+
+
+def start_pyspy(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    binary = os.environ.get("BENCH_PYSPY_BIN") or shutil.which("py-spy")
+    if binary is None:
+        raise SystemExit("BENCH_PYSPY is set but py-spy is not on PATH (or in BENCH_PYSPY_BIN)")
+    fmt = "raw" if output.suffix == ".txt" else "speedscope"
+    return subprocess.Popen(
+        [
+            binary,
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            fmt,
+            "--output",
+            str(output),
+            "--rate",
+            "200",
+            "--threads",
+            "--idle",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_pyspy(profiler: subprocess.Popen[bytes], output: Path) -> None:
+    profiler.send_signal(signal.SIGINT)
+    try:
+        profiler.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        profiler.kill()
+    say(f"  py-spy profile of the server: {output}")
+
+
+if __name__ == "__main__":
+    main()
