@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -437,6 +439,26 @@ async def stored(app: str, tenants: Sequence[Tenant]) -> dict[str, int]:
     return totals
 
 
+def server_errors(log_path: Path, limit: int = 5) -> str:
+    """The server's first error lines, each with the last line of its traceback (not the whole statement)."""
+    found = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("level") in ("error", "critical"):
+            causes = [
+                text
+                for text in str(entry.get("exception", "")).splitlines()
+                if re.match(r"^[\w.]+(Error|Exception)\b", text)
+            ]
+            found.append(f"  {entry.get('event')}: {(causes or [''])[-1][:600]}")
+        if len(found) >= limit:
+            break
+    return "server errors (first ones):\n" + "\n".join(found) if found else f"server log: {log_path}"
+
+
 def check(label: str, got: int, expected: int, problems: list[str]) -> None:
     mark = "ok" if got == expected else "MISMATCH"
     say(f"  {label:<46} {got:>10,}  (expected {expected:,})  {mark}")
@@ -571,7 +593,7 @@ def run(config: Config, admin: URL, folder: Path) -> None:
         check("outbox rows added by the replay", after_replay["outbox"] - after_first["outbox"], 0, problems)
     except BaseException:
         stop_server(process)
-        say(f"server log (last lines):\n{log_path.read_text(errors='replace')[-6000:]}")
+        say(server_errors(log_path))
         raise
     finally:
         if profiler is not None:

@@ -186,7 +186,7 @@ async def process(
     message.attempts += 1
     message.processed_at = now
     taken = message.accepted_count + message.parked_count + message.duplicate_count
-    if fatal and taken == 0:
+    if taken == 0 and (fatal or message.rejected_count):
         message.status = IngestStatus.REJECTED
     elif fatal or message.rejected_count:
         message.status = IngestStatus.PARTIALLY_ACCEPTED

@@ -204,6 +204,8 @@ async def test_x12_answers_with_a_997_and_parks_unknown_tracking_numbers(
         ("dcsa", b'{"events": [', "not_json"),
         ("events", b"\xff\xfe garbage", "not_utf8"),
         ("x12", b"ISA*00*short", "x12.bad_delimiters"),
+        ("events", b"[" * 20_000 + b"]" * 20_000, "too_deep"),  # a nesting bomb, refused before decoding
+        ("dcsa", b'[{"eventID": "caf\xe9"}]', "not_json"),  # latin-1 inside a JSON document
         (
             "epcis",
             (FIXTURES / "epcis/invalid/openepcis_ObjectEvent_with_non_standard_bizStep.json").read_bytes(),
