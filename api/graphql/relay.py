@@ -6,6 +6,8 @@ import base64
 import binascii
 import datetime as dt
 import uuid
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import strawberry
 from graphql import GraphQLError
@@ -93,3 +95,20 @@ class PageInfo:
     )
     start_cursor: str | None = strawberry.field(description="Cursor of the first edge of this page.")
     end_cursor: str | None = strawberry.field(description="Cursor of the last edge; pass as `after`.")
+
+
+T = TypeVar("T")
+
+
+def paginate(
+    rows: Sequence[T], limit: int, key: Callable[[T], PageKey]
+) -> tuple[list[tuple[str, T]], PageInfo]:
+    """Cut a ``limit + 1`` fetch to one page: each row with its cursor, and the page's ``PageInfo``."""
+    cursored = [(encode_cursor(key(row)), row) for row in rows[:limit]]
+    info = PageInfo(
+        has_next_page=len(rows) > limit,
+        has_previous_page=False,
+        start_cursor=cursored[0][0] if cursored else None,
+        end_cursor=cursored[-1][0] if cursored else None,
+    )
+    return cursored, info

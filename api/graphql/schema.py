@@ -12,13 +12,12 @@ from api.graphql.context import Context
 from api.graphql.permissions import require_ingest_admin, require_shipment_read
 from api.graphql.relay import (
     Node,
-    PageInfo,
     UserInputError,
     check_page_size,
     decode_cursor,
-    encode_cursor,
     expect_global_id,
     from_global_id,
+    paginate,
 )
 from api.graphql.shipments.types import (
     Account,
@@ -155,22 +154,14 @@ class Query:
         rows = await context.loaders.run(
             lambda session: repository.list_shipments(session, scope, where, limit + 1, position)
         )
-        page = rows[:limit]
-        for row in page:  # prime the loader: node(id) and nested look-ups in this request reuse the rows
+        cursored, page_info = paginate(rows, limit, lambda row: PageKey(row.created_at, row.id))
+        for (
+            _,
+            row,
+        ) in cursored:  # prime the loader: node(id) and nested look-ups in this request reuse the rows
             context.loaders.shipment.prime(row.id, row)
-        edges = [
-            ShipmentEdge(cursor=encode_cursor(PageKey(row.created_at, row.id)), node=shipment_node(row))
-            for row in page
-        ]
-        return ShipmentConnection(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=len(rows) > limit,
-                has_previous_page=False,
-                start_cursor=edges[0].cursor if edges else None,
-                end_cursor=edges[-1].cursor if edges else None,
-            ),
-        )
+        edges = [ShipmentEdge(cursor=cursor, node=shipment_node(row)) for cursor, row in cursored]
+        return ShipmentConnection(edges=edges, page_info=page_info)
 
     @strawberry.field(description="Stored ingest messages, newest first, with per-event results.")
     async def ingest_messages(
@@ -194,22 +185,9 @@ class Query:
                 after=(position.created_at, position.id) if position else None,
             )
         )
-        page = rows[:limit]
-        edges = [
-            IngestMessageEdge(
-                cursor=encode_cursor(PageKey(row.received_at, row.id)), node=ingest_message_node(row)
-            )
-            for row in page
-        ]
-        return IngestMessageConnection(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=len(rows) > limit,
-                has_previous_page=False,
-                start_cursor=edges[0].cursor if edges else None,
-                end_cursor=edges[-1].cursor if edges else None,
-            ),
-        )
+        cursored, page_info = paginate(rows, limit, lambda row: PageKey(row.received_at, row.id))
+        edges = [IngestMessageEdge(cursor=cursor, node=ingest_message_node(row)) for cursor, row in cursored]
+        return IngestMessageConnection(edges=edges, page_info=page_info)
 
     @strawberry.field(description="One ingest message by global id; null when it does not exist for you.")
     async def ingest_message(

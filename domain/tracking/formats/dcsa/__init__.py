@@ -24,7 +24,8 @@ import re
 from typing import Any
 
 from domain.tracking.canonical import CanonicalEvent, Classifier, ParsedMessage, ParseIssue, SourceCode
-from domain.tracking.formats.dcsa.reader import EventReader, json_kind
+from domain.tracking.formats.canonical_json import json_type as json_kind
+from domain.tracking.formats.dcsa.reader import EventReader
 from domain.tracking.formats.dcsa.shapes import (
     DELAY_SYSTEM,
     V22,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain.tracking.canonical import ParseIssue
+from domain.tracking.formats.canonical_json import json_type as json_kind
 
 LOCODE = re.compile(r"[A-Z]{2}[A-Z2-9]{3}")
 # RFC 3339 (the profile of ISO 8601 DCSA's `format: date-time` means); [0-9], not \d, which takes any digit
@@ -56,22 +57,6 @@ def parse_instant(text: str) -> Instant | str:
     except ValueError as error:
         return f"{text!r} is not a date-time that exists ({error})"
     return Instant(local.astimezone(dt.UTC), offset_minutes)
-
-
-def json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
 
 
 def join(where: str, key: str) -> str:
