@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -12,7 +11,8 @@ from domain.db import TenantScope, apply_scope
 from domain.shipments.models import Shipment
 from domain.shipments.service import PlannedMilestone, ShipmentDraft, create_shipment
 from domain.tenancy.models import Account
-from domain.tenancy.service import create_account, create_tenant
+from domain.tenancy.service import create_account
+from tests.factories import make_tenant, unique_slug
 
 T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC)
 
@@ -38,8 +38,8 @@ def ocean_plan(start: dt.datetime) -> list[PlannedMilestone]:
 async def add_tenant(
     session: AsyncSession, *, accounts: int = 2, shipments_per_account: int = 3, label: str = "t"
 ) -> TenantWorld:
-    slug = f"{label}-{uuid.uuid4().hex[:10]}"
-    tenant = await create_tenant(session, f"Tenant {slug}", slug)
+    tenant = await make_tenant(session, slug=unique_slug(label))
+    slug = tenant.slug
     scope = TenantScope(tenant.id)
     world = TenantWorld(scope=scope, slug=slug)
     for a in range(accounts):
