@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.db import scoped, scoped_transaction
-from domain.tracking.models import IngestMessage, TrackingEvent
+from domain.tracking.models import IngestEndpoint, IngestMessage, TrackingEvent
 from milepost.commands import capture
 from milepost.commands.capture import csv_chunks
 from milepost.database import Database
@@ -103,3 +103,35 @@ async def test_replay_of_an_unknown_message_is_a_clear_error(
     result = await milepost(cli_env, "ingest", "replay", missing, "--tenant", world.slug)
     assert result.exit_code == 1
     assert f"no ingest message {missing}" in result.stderr
+
+
+async def test_webhook_endpoint_secrets_are_set_by_the_cli(
+    cli_env: dict[str, str | None], sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    world = await committed_tenant(sessions, accounts=0, shipments_per_account=0)
+    args = [
+        "ingest",
+        "endpoint",
+        "--tenant",
+        world.slug,
+        "--format",
+        "easypost",
+        "--secret",
+        "a",
+        "--secret",
+        "b",
+    ]
+    result = printed(await milepost(cli_env, *args))
+    assert result == {
+        "tenant": world.slug,
+        "format": "easypost",
+        "secrets": 2,
+        "require_signature": True,
+        "url": f"http://127.0.0.1:8000/ingest/easypost?tenant={world.slug}",
+    }
+    printed(await milepost(cli_env, *args[:-4], "--secret", "c"))  # rotating replaces the set
+    async with scoped_transaction(sessions, world.scope) as session:
+        endpoint = (
+            await session.execute(scoped(select(IngestEndpoint), IngestEndpoint, world.scope))
+        ).scalar_one()
+    assert (endpoint.secrets, endpoint.require_signature) == (["c"], True)

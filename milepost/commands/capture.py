@@ -208,4 +208,60 @@ async def _replay(settings: Any, message_id: uuid.UUID, slug: str) -> dict[str, 
         runtime.database.stop()
 
 
+@ingest.command("endpoint")
+@click.option("--tenant", required=True, help="The tenant's slug.")
+@click.option("--format", "format_", required=True, type=click.Choice(["aftership", "easypost"]))
+@click.option("--secret", "secrets", multiple=True, required=True, help="HMAC secret (repeat to rotate).")
+@click.option("--require-signature/--no-require-signature", default=True, show_default=True)
+def endpoint_command(tenant: str, format_: str, secrets: tuple[str, ...], require_signature: bool) -> None:
+    """Set the webhook secrets a tenant's AfterShip/EasyPost endpoint verifies. Prints JSON (no secrets)."""
+    from milepost.cli import load_settings
+
+    settings = load_settings()
+    click.echo(
+        json.dumps(asyncio.run(_endpoint(settings, tenant, format_, list(secrets), require_signature)))
+    )
+
+
+async def _endpoint(
+    settings: Any, slug: str, format_: str, secrets: list[str], require: bool
+) -> dict[str, Any]:
+    from sqlalchemy import select
+
+    from domain.db import TenantScope, scoped, scoped_transaction
+    from domain.tenancy.service import find_tenant_by_slug
+    from domain.tracking.models import IngestEndpoint
+    from milepost.database import create_engine, session_factory
+    from milepost.runtime import prepare
+
+    runtime = prepare(settings)
+    engine = create_engine(runtime.database.app_url, settings)
+    sessions = session_factory(engine)
+    try:
+        async with sessions() as session, session.begin():
+            tenant = await find_tenant_by_slug(session, slug)
+        if tenant is None:
+            raise click.ClickException(f"no tenant with slug {slug!r}")
+        scope = TenantScope(tenant.id)
+        async with scoped_transaction(sessions, scope) as session:
+            statement = scoped(select(IngestEndpoint), IngestEndpoint, scope).where(
+                IngestEndpoint.format == format_
+            )
+            endpoint = (await session.execute(statement)).scalar_one_or_none()
+            if endpoint is None:
+                endpoint = IngestEndpoint(tenant_id=scope.tenant_id, format=format_)
+                session.add(endpoint)
+            endpoint.secrets, endpoint.require_signature = secrets, require
+        return {
+            "tenant": slug,
+            "format": format_,
+            "secrets": len(secrets),
+            "require_signature": require,
+            "url": f"{settings.public_url}/ingest/{format_}?tenant={slug}",
+        }
+    finally:
+        await engine.dispose()
+        runtime.database.stop()
+
+
 COMMANDS: list[click.Command] = [import_file, ingest]

@@ -447,3 +447,36 @@ async def test_counts_in_the_database_match_the_report(
             )
         ).one()
     assert tuple(stored) == ("accepted", 7, 7)
+
+
+async def test_a_tenants_own_template_plans_its_shipments(
+    client: httpx.AsyncClient,
+    tokens: TokenService,
+    sessions: async_sessionmaker[AsyncSession],
+    world: TenantWorld,
+) -> None:
+    from domain.shipments.models import MilestoneTemplate
+
+    steps = [
+        {"code": "PICKED_UP", "anchor": "etd", "offset_hours": 0, "at": "origin"},
+        {"code": "CUSTOMS_RELEASED", "anchor": "eta", "offset_hours": -6, "at": "destination"},
+        {"code": "DELIVERED", "anchor": "eta", "offset_hours": 0, "at": "destination"},
+    ]
+    async with scoped_transaction(sessions, world.scope) as session:
+        session.add(MilestoneTemplate(tenant_id=world.scope.tenant_id, mode="road", steps=steps))
+    csv = (
+        b"account_code,mode,origin_locode,destination_locode,pro,etd,eta\n"
+        b"ACC0,road,USCHI,CAMTR,PRO-77,2026-03-02T08:00:00-06:00,2026-03-04T17:00:00-05:00\n"
+    )
+    response = await post(client, "csv", csv, bearer(tokens, world))
+    shipment_id = uuid.UUID(response.json()["results"][0]["shipment_id"])
+    rows = await timeline(sessions, world.scope, shipment_id)
+    assert [(r[0], r[1]) for r in rows] == [
+        ("PICKED_UP", dt.datetime(2026, 3, 2, 14, tzinfo=dt.UTC)),
+        ("CUSTOMS_RELEASED", dt.datetime(2026, 3, 4, 16, tzinfo=dt.UTC)),
+        ("DELIVERED", dt.datetime(2026, 3, 4, 22, tzinfo=dt.UTC)),
+        (
+            "ARRIVED",
+            dt.datetime(2026, 3, 4, 22, tzinfo=dt.UTC),
+        ),  # the booking's ETA, kept though not in the template
+    ]
