@@ -475,8 +475,7 @@ async def test_a_tenants_own_template_plans_its_shipments(
         ("PICKED_UP", dt.datetime(2026, 3, 2, 14, tzinfo=dt.UTC)),
         ("CUSTOMS_RELEASED", dt.datetime(2026, 3, 4, 16, tzinfo=dt.UTC)),
         ("DELIVERED", dt.datetime(2026, 3, 4, 22, tzinfo=dt.UTC)),
-        (
-            "ARRIVED",
-            dt.datetime(2026, 3, 4, 22, tzinfo=dt.UTC),
-        ),  # the booking's ETA, kept though not in the template
+        # the booking's own ETD and ETA are kept though the template does not have them
+        ("DEPARTED", dt.datetime(2026, 3, 2, 14, tzinfo=dt.UTC)),
+        ("ARRIVED", dt.datetime(2026, 3, 4, 22, tzinfo=dt.UTC)),
     ]
