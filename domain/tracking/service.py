@@ -17,12 +17,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.columns import utcnow
-from domain.db import TenantScope, scoped
-from domain.outbox.models import OutboxMessage
+from domain.db import TenantScope, scoped, tenant_condition
 from domain.shipments.models import Milestone, MilestoneCode, Shipment, ShipmentReference, ShipmentStatus
 from domain.shipments.timeline import (
     UNPLANNED_SEQUENCE_START,
@@ -317,37 +316,47 @@ async def rebuild_timelines(
 ) -> None:
     """Recompute the timelines (and statuses) of these shipments from their plans and every event in force.
 
-    Three reads for any number of shipments; rows are locked in id order so concurrent rebuilds of
-    overlapping sets wait for each other instead of deadlocking. Changes go to the outbox.
+    Three reads and at most five set-based writes for any number of shipments (this is the hot path of
+    capture, so it uses Core rows, not ORM objects). Shipment rows are locked in id order so concurrent
+    rebuilds of overlapping sets wait for each other instead of deadlocking. Changes go to the outbox.
     """
     ids = sorted(set(shipment_ids))
     if not ids:
         return
-    shipments = (
-        (
+    statuses = {
+        row.id: row.status
+        for row in (
             await session.execute(
-                scoped(select(Shipment), Shipment, scope)
+                scoped(select(Shipment.id, Shipment.status), Shipment, scope)
                 .where(Shipment.id.in_(ids))
                 .order_by(Shipment.id)
                 .with_for_update()
             )
-        )
-        .scalars()
-        .all()
+        ).all()
+    }
+    milestone_columns = (
+        Milestone.id,
+        Milestone.shipment_id,
+        Milestone.code,
+        Milestone.sequence,
+        Milestone.location_locode,
+        Milestone.baseline_planned_at,
+        Milestone.baseline_source,
+        *(getattr(Milestone, name) for name in _STATE_FIELDS),
     )
-    milestones: dict[uuid.UUID, list[Milestone]] = defaultdict(list)
-    for milestone in (
+    milestones: dict[uuid.UUID, list[Any]] = defaultdict(list)
+    for row in (
         await session.execute(
-            scoped(select(Milestone), Milestone, scope)
+            scoped(select(*milestone_columns), Milestone, scope)
             .where(Milestone.shipment_id.in_(ids))
             .order_by(Milestone.shipment_id, Milestone.sequence)
         )
-    ).scalars():
-        milestones[milestone.shipment_id].append(milestone)
+    ).all():
+        milestones[row.shipment_id].append(row)
     events: dict[uuid.UUID, list[tuple[str | None, dt.datetime | None, bool, TimelineEvent | None]]] = (
         defaultdict(list)
     )
-    columns = (
+    event_columns = (
         TrackingEvent.shipment_id,
         TrackingEvent.source,
         TrackingEvent.source_event_id,
@@ -360,8 +369,8 @@ async def rebuild_timelines(
         TrackingEvent.location_locode,
         TrackingEvent.utc_offset_minutes,
     )
-    statement = scoped(select(TrackingEvent.id), TrackingEvent, scope).with_only_columns(*columns)
-    for row in (await session.execute(statement.where(TrackingEvent.shipment_id.in_(ids)))).all():
+    statement = scoped(select(*event_columns), TrackingEvent, scope).where(TrackingEvent.shipment_id.in_(ids))
+    for row in (await session.execute(statement)).all():
         timeline_event = None
         if row.milestone_code is not None:
             timeline_event = TimelineEvent(
@@ -377,29 +386,127 @@ async def rebuild_timelines(
         identity = f"{row.source}:{row.source_event_id}" if row.source_event_id else None
         events[row.shipment_id].append((identity, row.version_at, row.is_retracted, timeline_event))
 
-    for shipment in shipments:
-        in_force = [e for e in rules.current_versions(events[shipment.id]) if e is not None]
-        current = milestones[shipment.id]
+    writes = _TimelineWrites()
+    for shipment_id, status in statuses.items():
+        in_force = [e for e in rules.current_versions(events[shipment_id]) if e is not None]
+        current = milestones[shipment_id]
         plan = [
             PlanStep(m.code, m.sequence, m.location_locode, m.baseline_planned_at, m.baseline_source)
             for m in current
             if m.sequence < UNPLANNED_SEQUENCE_START
         ]
         timeline = build_timeline(plan, in_force)
-        changed = await _write_timeline(session, scope, shipment, current, timeline)
-        status = _status(shipment.status, timeline)
-        if status != shipment.status:
-            shipment.status = status
+        changed = writes.diff(shipment_id, current, timeline)
+        new_status = _status(status, timeline)
+        if new_status != status:
+            writes.statuses.append((shipment_id, new_status))
             changed = True
         if changed:
-            session.add(
-                OutboxMessage(
-                    tenant_id=scope.tenant_id,
-                    topic="shipment.timeline_changed",
-                    payload={"shipment_id": str(shipment.id), "status": shipment.status},
-                )
+            writes.changed.append((shipment_id, new_status))
+    await writes.flush(session, scope)
+
+
+@dataclass
+class _TimelineWrites:
+    """Everything a rebuild changes, written with one statement per kind."""
+
+    updates: list[tuple[uuid.UUID, Any]] = field(default_factory=list)  # (milestone id, state)
+    inserts: list[tuple[uuid.UUID, Any]] = field(default_factory=list)  # (shipment id, state)
+    deletes: list[uuid.UUID] = field(default_factory=list)
+    statuses: list[tuple[uuid.UUID, str]] = field(default_factory=list)
+    changed: list[tuple[uuid.UUID, str]] = field(default_factory=list)
+
+    def diff(
+        self, shipment_id: uuid.UUID, current: Sequence[Any], timeline: Sequence[MilestoneState]
+    ) -> bool:
+        by_sequence = {m.sequence: m for m in current}
+        before = len(self.updates) + len(self.inserts) + len(self.deletes)
+        for state in timeline:
+            row = by_sequence.get(state.sequence)
+            if row is None:
+                self.inserts.append((shipment_id, state))
+            elif row.code != state.code or any(
+                getattr(row, name) != getattr(state, name) for name in _STATE_FIELDS
+            ):
+                self.updates.append((row.id, state))
+        wanted = {state.sequence for state in timeline}
+        # an unplanned milestone whose events were all withdrawn leaves the timeline
+        self.deletes += [
+            m.id for s, m in by_sequence.items() if s >= UNPLANNED_SEQUENCE_START and s not in wanted
+        ]
+        return len(self.updates) + len(self.inserts) + len(self.deletes) > before
+
+    async def flush(self, session: AsyncSession, scope: TenantScope) -> None:
+        tenant = {"tenant_id": scope.tenant_id}
+        if self.updates:
+            await session.execute(_UPDATE_MILESTONES, {**tenant, **_state_arrays(self.updates, "id")})
+        if self.inserts:
+            await session.execute(
+                _INSERT_MILESTONES, {**tenant, **_state_arrays(self.inserts, "shipment_id")}
             )
-    await session.flush()
+        if self.deletes:
+            await session.execute(
+                delete(Milestone).where(tenant_condition(Milestone, scope), Milestone.id.in_(self.deletes))
+            )
+        if self.statuses:
+            await session.execute(
+                _UPDATE_STATUSES,
+                {**tenant, "id": [i for i, _ in self.statuses], "status": [s for _, s in self.statuses]},
+            )
+        if self.changed:
+            payloads = [json.dumps({"shipment_id": str(i), "status": s}) for i, s in self.changed]
+            await session.execute(_INSERT_OUTBOX, {**tenant, "payload": payloads})
+
+
+_STATE_ARRAYS = """
+    CAST(:code AS text[]), CAST(:sequence AS int[]), CAST(:location_locode AS text[]),
+    CAST(:planned_at AS timestamptz[]), CAST(:planned_source AS text[]),
+    CAST(:estimated_at AS timestamptz[]), CAST(:estimated_source AS text[]),
+    CAST(:actual_at AS timestamptz[]), CAST(:actual_source AS text[]), CAST(:utc_offset_minutes AS int[])
+"""
+_STATE_NAMES = """code, sequence, location_locode, planned_at, planned_source, estimated_at, estimated_source,
+    actual_at, actual_source, utc_offset_minutes"""
+
+# only the constant column lists above are interpolated into these statements
+_UPDATE_MILESTONES = text(
+    f"""
+    UPDATE milestone AS m SET code = u.code, location_locode = coalesce(u.location_locode, m.location_locode),
+        planned_at = u.planned_at, planned_source = u.planned_source, estimated_at = u.estimated_at,
+        estimated_source = u.estimated_source, actual_at = u.actual_at, actual_source = u.actual_source,
+        utc_offset_minutes = u.utc_offset_minutes, updated_at = now()
+    FROM unnest(CAST(:id AS uuid[]), {_STATE_ARRAYS}) AS u(id, {_STATE_NAMES})
+    WHERE m.tenant_id = :tenant_id AND m.id = u.id
+    """  # noqa: S608
+)
+_INSERT_MILESTONES = text(
+    f"""
+    INSERT INTO milestone (tenant_id, id, created_at, updated_at, shipment_id, {_STATE_NAMES})
+    SELECT :tenant_id, gen_random_uuid(), now(), now(), u.shipment_id, u.code, u.sequence, u.location_locode,
+        u.planned_at, u.planned_source, u.estimated_at, u.estimated_source, u.actual_at, u.actual_source,
+        u.utc_offset_minutes
+    FROM unnest(CAST(:shipment_id AS uuid[]), {_STATE_ARRAYS}) AS u(shipment_id, {_STATE_NAMES})
+    """  # noqa: S608
+)
+_UPDATE_STATUSES = text(
+    """
+    UPDATE shipment AS s SET status = u.status, updated_at = now()
+    FROM unnest(CAST(:id AS uuid[]), CAST(:status AS text[])) AS u(id, status)
+    WHERE s.tenant_id = :tenant_id AND s.id = u.id
+    """
+)
+_INSERT_OUTBOX = text(
+    """
+    INSERT INTO outbox (tenant_id, topic, payload, created_at)
+    SELECT :tenant_id, 'shipment.timeline_changed', p::jsonb, now() FROM unnest(CAST(:payload AS text[])) AS p
+    """
+)
+
+
+def _state_arrays(rows: Sequence[tuple[uuid.UUID, MilestoneState]], key: str) -> dict[str, list[Any]]:
+    arrays: dict[str, list[Any]] = {key: [k for k, _ in rows]}
+    for name in ("code", "sequence", "location_locode", *_STATE_FIELDS):
+        arrays[name] = [getattr(state, name) for _, state in rows]
+    return arrays
 
 
 def _status(current: str, timeline: Sequence[MilestoneState]) -> str:
@@ -423,44 +530,6 @@ _STATE_FIELDS = (
     "actual_source",
     "utc_offset_minutes",
 )
-
-
-async def _write_timeline(
-    session: AsyncSession,
-    scope: TenantScope,
-    shipment: Shipment,
-    current: Sequence[Milestone],
-    timeline: Sequence[MilestoneState],
-) -> bool:
-    by_sequence = {m.sequence: m for m in current}
-    changed = False
-    for state in timeline:
-        milestone = by_sequence.get(state.sequence)
-        if milestone is None:
-            milestone = Milestone(
-                tenant_id=scope.tenant_id,
-                shipment_id=shipment.id,
-                sequence=state.sequence,
-                code=state.code,
-                location_locode=state.location_locode,
-            )
-            session.add(milestone)
-            changed = True
-        elif milestone.code != state.code:  # an unplanned slot now holds another code
-            milestone.code, milestone.location_locode = state.code, state.location_locode
-            changed = True
-        for name in _STATE_FIELDS:
-            value = getattr(state, name)
-            if getattr(milestone, name) != value:
-                setattr(milestone, name, value)
-                changed = True
-    wanted = {state.sequence for state in timeline}
-    for sequence, milestone in by_sequence.items():
-        if sequence >= UNPLANNED_SEQUENCE_START and sequence not in wanted:
-            # an unplanned milestone whose events were all withdrawn leaves the timeline
-            await session.delete(milestone)
-            changed = True
-    return changed
 
 
 # --- single-shipment recording (the demo feed) ---------------------------------------------------------
