@@ -334,42 +334,45 @@ async def rebuild_timelines(
             )
         ).all()
     }
+    # table columns, not ORM attributes: plain rows without the ORM's per-row loading (this is the hot path)
+    m = Milestone.__table__.c
     milestone_columns = (
-        Milestone.id,
-        Milestone.shipment_id,
-        Milestone.code,
-        Milestone.sequence,
-        Milestone.location_locode,
-        Milestone.baseline_planned_at,
-        Milestone.baseline_source,
-        *(getattr(Milestone, name) for name in _STATE_FIELDS),
+        m.id,
+        m.shipment_id,
+        m.code,
+        m.sequence,
+        m.location_locode,
+        m.baseline_planned_at,
+        m.baseline_source,
+        *(m[name] for name in _STATE_FIELDS),
     )
     milestones: dict[uuid.UUID, list[Any]] = defaultdict(list)
     for row in (
         await session.execute(
-            scoped(select(*milestone_columns), Milestone, scope)
-            .where(Milestone.shipment_id.in_(ids))
-            .order_by(Milestone.shipment_id, Milestone.sequence)
+            scoped(select(*milestone_columns), m, scope)
+            .where(m.shipment_id.in_(ids))
+            .order_by(m.shipment_id, m.sequence)
         )
     ).all():
         milestones[row.shipment_id].append(row)
     events: dict[uuid.UUID, list[tuple[str | None, dt.datetime | None, bool, TimelineEvent | None]]] = (
         defaultdict(list)
     )
+    e = TrackingEvent.__table__.c
     event_columns = (
-        TrackingEvent.shipment_id,
-        TrackingEvent.source,
-        TrackingEvent.source_event_id,
-        TrackingEvent.version_at,
-        TrackingEvent.is_retracted,
-        TrackingEvent.dedup_key,
-        TrackingEvent.classifier,
-        TrackingEvent.milestone_code,
-        TrackingEvent.occurred_at,
-        TrackingEvent.location_locode,
-        TrackingEvent.utc_offset_minutes,
+        e.shipment_id,
+        e.source,
+        e.source_event_id,
+        e.version_at,
+        e.is_retracted,
+        e.dedup_key,
+        e.classifier,
+        e.milestone_code,
+        e.occurred_at,
+        e.location_locode,
+        e.utc_offset_minutes,
     )
-    statement = scoped(select(*event_columns), TrackingEvent, scope).where(TrackingEvent.shipment_id.in_(ids))
+    statement = scoped(select(*event_columns), e, scope).where(e.shipment_id.in_(ids))
     for row in (await session.execute(statement)).all():
         timeline_event = None
         if row.milestone_code is not None:
