@@ -53,11 +53,12 @@ import domain.models  # noqa: F401 - every table, so foreign keys resolve
 from bench import data
 from domain.db import TenantScope, apply_scope
 from domain.tenancy.service import create_account, create_api_client, create_tenant
-from milepost.database import app_url_for, embedded_server, libpq_url, migrate, sqlalchemy_url
+from milepost.database import ROOT, app_url_for, embedded_server, libpq_url, migrate, sqlalchemy_url
 from milepost.settings import Settings
 
 DATABASE = "milepost_bench"
 MAX_BODY_BYTES = 64 * 1024 * 1024
+RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,21 @@ class Phase:
         if self.latencies:
             text += f"   per message p50 {self.latency(0.5):,.0f} ms, p99 {self.latency(0.99):,.0f} ms"
         return text
+
+
+def code_version() -> str:
+    """The commit of the code under test, marked when the tree has uncommitted changes."""
+    try:
+        described = subprocess.run(
+            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return f"{ROOT} (not a git checkout)"
+    return f"{ROOT} at {described.stdout.strip()}"
 
 
 def say(text: str) -> None:
@@ -238,19 +254,23 @@ _LIMIT_COLUMNS = (
 )
 
 
-async def run_pool(concurrency: int, count: int, work: Callable[[int, int], Awaitable[None]]) -> None:
-    """``work(worker, item)`` for items 0..count-1, ``concurrency`` at a time, in order of taking."""
+async def run_pool(concurrency: int, count: int, work: Callable[[int, int], Awaitable[bool]]) -> None:
+    """``work(worker, item)`` for items 0..count-1, ``concurrency`` at a time, in order of taking; once a
+    ``work`` returns ``False`` no further item is started (a broken server fails the run in seconds)."""
     queue: asyncio.Queue[int] = asyncio.Queue()
     for item in range(count):
         queue.put_nowait(item)
+    failed = False
 
     async def worker(number: int) -> None:
-        while True:
+        nonlocal failed
+        while not failed:
             try:
                 item = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            await work(number, item)
+            if not await work(number, item):
+                failed = True
 
     await asyncio.gather(*(worker(n) for n in range(concurrency)))
 
@@ -266,7 +286,7 @@ async def database_limit(
     inserted = 0
     latencies: list[float] = []
 
-    async def insert(worker: int, item: int) -> None:
+    async def insert(worker: int, item: int) -> bool:
         nonlocal inserted
         tenant_index, columns = batches[item]
         conn = connections[worker]
@@ -285,6 +305,7 @@ async def database_limit(
             )
         inserted += int(status.split()[-1])
         latencies.append(time.perf_counter() - started)
+        return True
 
     try:
         started = time.perf_counter()
@@ -378,31 +399,41 @@ async def post_all(
         counts = {"events": 0, "accepted": 0, "parked": 0, "duplicate": 0, "rejected": 0}
         latencies: list[float] = []
         failures: list[str] = []
+        retried: list[str] = []
 
-        async def post(_worker: int, item: int) -> None:
+        async def post(_worker: int, item: int) -> bool:
             message = messages[item]
             started = time.perf_counter()
-            response = await http.post(
-                "/ingest/events",
-                content=bodies[item],
-                headers={
-                    "authorization": f"Bearer {tokens[message.tenant]}",
-                    "content-type": "application/json",
-                    "idempotency-key": f"{key_prefix}-{item}",
-                },
-            )
+            for attempt in range(RETRIES + 1):
+                # a partner re-sends a message the server failed to process, under a new key: the failed
+                # one is kept (and its key answers with the failure)
+                key = f"{key_prefix}-{item}" + (f"-retry{attempt}" if attempt else "")
+                response = await http.post(
+                    "/ingest/events",
+                    content=bodies[item],
+                    headers={
+                        "authorization": f"Bearer {tokens[message.tenant]}",
+                        "content-type": "application/json",
+                        "idempotency-key": key,
+                    },
+                )
+                if response.status_code != 500 or attempt == RETRIES:
+                    break
+                retried.append(f"message {item}: {response.text[:200]}")
             latencies.append(time.perf_counter() - started)
             if response.status_code != 200:
                 failures.append(f"message {item}: {response.status_code} {response.text[:300]}")
-                return
-            for key, value in response.json()["counts"].items():
-                counts[key] += value
+                return False
+            for name, value in response.json()["counts"].items():
+                counts[name] += value
+            return True
 
         started = time.perf_counter()
         await run_pool(concurrency, len(messages), post)
         seconds = time.perf_counter() - started
     if failures:
         raise SystemExit(f"{name}: {len(failures)} message(s) failed, first: {failures[0]}")
+    counts["retried"] = len(retried)
     return Phase(name, sum(m.size(plan) for m in messages), seconds, latencies, counts)
 
 
@@ -459,6 +490,12 @@ def server_errors(log_path: Path, limit: int = 5) -> str:
     return "server errors (first ones):\n" + "\n".join(found) if found else f"server log: {log_path}"
 
 
+def warn_retries(phase: Phase, log_path: Path) -> None:
+    if phase.counts["retried"]:
+        say(f"  WARNING: {phase.counts['retried']} message(s) answered 500 and were re-sent under a new key")
+        say(server_errors(log_path))
+
+
 def check(label: str, got: int, expected: int, problems: list[str]) -> None:
     mark = "ok" if got == expected else "MISMATCH"
     say(f"  {label:<46} {got:>10,}  (expected {expected:,})  {mark}")
@@ -503,6 +540,7 @@ def run(config: Config, admin: URL, folder: Path) -> None:
     settings = Settings(data_dir=folder / "data")
     migrate(owner, settings)
     app = libpq_url(app_url_for(owner, settings))
+    say(f"code under test: {code_version()}")
     say(
         f"PostgreSQL {version}; {os.cpu_count()} cores; "
         f"{plan.events:,} events over {plan.shipments:,} shipments "
@@ -561,6 +599,7 @@ def run(config: Config, admin: URL, folder: Path) -> None:
             stop_pyspy(profiler, config.pyspy)
             profiler = None
         say("  " + first.line())
+        warn_retries(first, log_path)
         check("events accepted (responses)", first.counts["accepted"], plan.events, problems)
         after_first = asyncio.run(stored(app, tenants))
         check("tracking_event rows", after_first["events"], plan.events, problems)
@@ -587,6 +626,7 @@ def run(config: Config, admin: URL, folder: Path) -> None:
             )
         )
         say("  " + replay.line())
+        warn_retries(replay, log_path)
         check("events reported duplicate (responses)", replay.counts["duplicate"], plan.events, problems)
         after_replay = asyncio.run(stored(app, tenants))
         check("tracking_event rows after the replay", after_replay["events"], plan.events, problems)
@@ -618,6 +658,9 @@ def run(config: Config, admin: URL, folder: Path) -> None:
         f"replay p50 {replay.latency(0.5):,.0f} p99 {replay.latency(0.99):,.0f}; "
         f"limit p50 {limit.latency(0.5):,.0f} p99 {limit.latency(0.99):,.0f}"
     )
+    retried = first.counts["retried"] + replay.counts["retried"]
+    if retried:
+        say(f"WARNING: {retried} message(s) failed with 500 and were re-sent (see the server errors above)")
     say(f"total bench time {time.perf_counter() - began:,.0f} s")
     if problems:
         say(f"server log: {log_path}")

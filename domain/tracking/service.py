@@ -17,7 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import Text, Uuid, any_, bindparam, delete, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.columns import utcnow
@@ -139,6 +140,15 @@ _INSERT = text(
 )
 
 
+def _uuid_array(values: Sequence[uuid.UUID]) -> Any:
+    # one array parameter instead of thousands of IN parameters: far less to send, parse and plan
+    return bindparam(None, list(values), type_=ARRAY(Uuid))
+
+
+def _text_array(values: Sequence[str]) -> Any:
+    return bindparam(None, list(values), type_=ARRAY(Text))
+
+
 def _place_text(place: Place | None) -> str:
     if place is None:
         return ""
@@ -192,7 +202,7 @@ async def match_shipments(
             (Shipment.tenant_id == ShipmentReference.tenant_id)
             & (Shipment.id == ShipmentReference.shipment_id),
         )
-        .where(ShipmentReference.value.in_(values))
+        .where(ShipmentReference.value == any_(_text_array(values)))
     )
     found: dict[str, list[tuple[str, uuid.UUID, dt.datetime]]] = defaultdict(list)
     for value, kind, shipment_id, created_at in (await session.execute(statement)).all():
@@ -328,9 +338,11 @@ async def rebuild_timelines(
         for row in (
             await session.execute(
                 scoped(select(Shipment.id, Shipment.status), Shipment, scope)
-                .where(Shipment.id.in_(ids))
+                .where(Shipment.id == any_(_uuid_array(ids)))
                 .order_by(Shipment.id)
-                .with_for_update()
+                # FOR NO KEY UPDATE: the event insert's foreign-key check holds FOR KEY SHARE on these rows,
+                # which a plain FOR UPDATE would wait on — two messages for one shipment would deadlock
+                .with_for_update(key_share=True)
             )
         ).all()
     }
@@ -350,7 +362,7 @@ async def rebuild_timelines(
     for row in (
         await session.execute(
             scoped(select(*milestone_columns), m, scope)
-            .where(m.shipment_id.in_(ids))
+            .where(m.shipment_id == any_(_uuid_array(ids)))
             .order_by(m.shipment_id, m.sequence)
         )
     ).all():
@@ -372,7 +384,7 @@ async def rebuild_timelines(
         e.location_locode,
         e.utc_offset_minutes,
     )
-    statement = scoped(select(*event_columns), e, scope).where(e.shipment_id.in_(ids))
+    statement = scoped(select(*event_columns), e, scope).where(e.shipment_id == any_(_uuid_array(ids)))
     for row in (await session.execute(statement)).all():
         timeline_event = None
         if row.milestone_code is not None:

@@ -479,3 +479,37 @@ async def test_a_tenants_own_template_plans_its_shipments(
         ("DEPARTED", dt.datetime(2026, 3, 2, 14, tzinfo=dt.UTC)),
         ("ARRIVED", dt.datetime(2026, 3, 4, 22, tzinfo=dt.UTC)),
     ]
+
+
+async def test_concurrent_messages_for_the_same_shipments_do_not_deadlock(
+    client: httpx.AsyncClient,
+    tokens: TokenService,
+    sessions: async_sessionmaker[AsyncSession],
+    world: TenantWorld,
+) -> None:
+    import asyncio
+
+    references = [("booking", f"BK-RACE-{n}") for n in range(20)]
+    for reference in references:
+        await add_shipment(sessions, world, [reference])
+
+    def message(round_: int, side: str) -> bytes:
+        events = [
+            {
+                "eventId": f"{side}-{round_}-{n}",
+                "references": [{"kind": "booking", "value": value}],
+                "code": "DEPARTED",
+                "classifier": "EST",
+                "occurredAt": f"2021-01-0{1 + round_}T{n % 24:02d}:00:00Z",
+            }
+            for n, (_, value) in enumerate(references)
+        ]
+        return json.dumps({"events": events}).encode()
+
+    for round_ in range(5):
+        responses = await asyncio.gather(
+            post(client, "events", message(round_, "a"), bearer(tokens, world)),
+            post(client, "events", message(round_, "b"), bearer(tokens, world)),
+        )
+        assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
+        assert [r.json()["counts"]["accepted"] for r in responses] == [20, 20]
