@@ -626,7 +626,8 @@ def _run_demo_until(
             while time.monotonic() < deadline and process.poll() is None and not ready(log_path.read_text()):
                 time.sleep(0.3)
             assert ready(log_path.read_text()), log_path.read_text()
-            assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+            # the feed and the "listening" line may come before uvicorn has bound its socket
+            assert _healthz(port, deadline=time.monotonic() + 30) == 200, log_path.read_text()
         finally:
             process.send_signal(signal.SIGINT)
             try:
@@ -635,6 +636,15 @@ def _run_demo_until(
                 os.killpg(process.pid, signal.SIGKILL)
                 raise
     return process.returncode, stdout.decode(), f"http://127.0.0.1:{port}"
+
+
+def _healthz(port: int, deadline: float) -> int | None:
+    while time.monotonic() < deadline:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code
+        except httpx.TransportError:
+            time.sleep(0.2)
+    return None
 
 
 def _feed_reported(log: str) -> bool:
