@@ -23,4 +23,3 @@ class AppState:
     tokens: TokenService
     expected_revision: str | None = None
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
-    extras: dict[str, object] = field(default_factory=dict)

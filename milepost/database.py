@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,6 @@ from milepost.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_DATABASE = "milepost"
-log = logging.getLogger(__name__)
 
 
 def sqlalchemy_url(url: str) -> URL:
