@@ -26,12 +26,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from domain.columns import TenantOwned
 from domain.db import Base
 from domain.tenancy.models import sql_in
+from domain.tracking.canonical import Classifier
 
-
-class EventClassifier(StrEnum):
-    PLANNED = "PLN"
-    ESTIMATED = "EST"
-    ACTUAL = "ACT"
+# one vocabulary for PLN/EST/ACT: the stored column and the canonical event share it
+EventClassifier = Classifier
 
 
 class IngestStatus(StrEnum):

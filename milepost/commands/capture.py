@@ -8,7 +8,8 @@ import json
 import re
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -41,6 +42,34 @@ def _shift_line(position: str, first_line: int) -> str:
     if not match:
         return position
     return f"line {int(match.group(1)) + first_line - 2}{match.group(2)}"
+
+
+async def _tenant_scope(sessions: Any, slug: str) -> Any:
+    """The scope of the tenant with this slug, or a clear CLI error."""
+    from domain.db import TenantScope
+    from domain.tenancy.service import find_tenant_by_slug
+
+    async with sessions() as session, session.begin():
+        tenant = await find_tenant_by_slug(session, slug)
+    if tenant is None:
+        raise click.ClickException(f"no tenant with slug {slug!r}")
+    return TenantScope(tenant.id)
+
+
+@asynccontextmanager
+async def _tenant_database(settings: Any, slug: str) -> AsyncIterator[tuple[Any, Any]]:
+    """``(sessions, scope)`` for one command: the database (embedded or given) as the app role, one tenant."""
+    from milepost.database import create_engine, session_factory
+    from milepost.runtime import prepare
+
+    runtime = prepare(settings)
+    engine = create_engine(runtime.database.app_url, settings)
+    try:
+        sessions = session_factory(engine)
+        yield sessions, await _tenant_scope(sessions, slug)
+    finally:
+        await engine.dispose()
+        runtime.database.stop()
 
 
 @click.command("import")
@@ -97,17 +126,11 @@ class _Importer:
         self.statuses: set[str] = set()
 
     async def open(self) -> None:
-        from domain.db import TenantScope
-        from domain.tenancy.service import find_tenant_by_slug
         from milepost.database import create_engine, session_factory
 
         self.engine = create_engine(self.runtime.database.app_url, self.settings)
         self.sessions = session_factory(self.engine)
-        async with self.sessions() as session, session.begin():
-            tenant = await find_tenant_by_slug(session, self.slug)
-        if tenant is None:
-            raise click.ClickException(f"no tenant with slug {self.slug!r}")
-        self.scope = TenantScope(tenant.id)
+        self.scope = await _tenant_scope(self.sessions, self.slug)
 
     async def ingest(self, format_: str, body: bytes, first_line: int) -> None:
         from domain.db import scoped_transaction
@@ -182,30 +205,18 @@ def replay_command(message_id: uuid.UUID, tenant: str) -> None:
 
 async def _replay(settings: Any, message_id: uuid.UUID, slug: str) -> dict[str, Any]:
     from api.ingest import report
-    from domain.db import TenantScope, scoped_transaction
-    from domain.tenancy.service import find_tenant_by_slug
+    from domain.db import scoped_transaction
     from domain.tracking.ingest import IngestError, replay
-    from milepost.database import create_engine, session_factory
-    from milepost.runtime import prepare
 
-    runtime = prepare(settings)
-    engine = create_engine(runtime.database.app_url, settings)
-    sessions = session_factory(engine)
-    try:
-        async with sessions() as session, session.begin():
-            tenant = await find_tenant_by_slug(session, slug)
-        if tenant is None:
-            raise click.ClickException(f"no tenant with slug {slug!r}")
-        scope = TenantScope(tenant.id)
-        async with scoped_transaction(sessions, scope) as session:
-            try:
-                message = await replay(session, scope, message_id, now=dt.datetime.now(dt.UTC))
-            except IngestError as error:
-                raise click.ClickException(str(error)) from None
-            return report(message)
-    finally:
-        await engine.dispose()
-        runtime.database.stop()
+    async with (
+        _tenant_database(settings, slug) as (sessions, scope),
+        scoped_transaction(sessions, scope) as session,
+    ):
+        try:
+            message = await replay(session, scope, message_id, now=dt.datetime.now(dt.UTC))
+        except IngestError as error:
+            raise click.ClickException(str(error)) from None
+        return report(message)
 
 
 @ingest.command("endpoint")
@@ -228,21 +239,10 @@ async def _endpoint(
 ) -> dict[str, Any]:
     from sqlalchemy import select
 
-    from domain.db import TenantScope, scoped, scoped_transaction
-    from domain.tenancy.service import find_tenant_by_slug
+    from domain.db import scoped, scoped_transaction
     from domain.tracking.models import IngestEndpoint
-    from milepost.database import create_engine, session_factory
-    from milepost.runtime import prepare
 
-    runtime = prepare(settings)
-    engine = create_engine(runtime.database.app_url, settings)
-    sessions = session_factory(engine)
-    try:
-        async with sessions() as session, session.begin():
-            tenant = await find_tenant_by_slug(session, slug)
-        if tenant is None:
-            raise click.ClickException(f"no tenant with slug {slug!r}")
-        scope = TenantScope(tenant.id)
+    async with _tenant_database(settings, slug) as (sessions, scope):
         async with scoped_transaction(sessions, scope) as session:
             statement = scoped(select(IngestEndpoint), IngestEndpoint, scope).where(
                 IngestEndpoint.format == format_
@@ -259,9 +259,6 @@ async def _endpoint(
             "require_signature": require,
             "url": f"{settings.public_url}/ingest/{format_}?tenant={slug}",
         }
-    finally:
-        await engine.dispose()
-        runtime.database.stop()
 
 
 COMMANDS: list[click.Command] = [import_file, ingest]
