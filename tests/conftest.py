@@ -1,14 +1,15 @@
 """Test harness: a real PostgreSQL, migrated with Alembic, one database per xdist worker.
 
 The server comes from ``TEST_DATABASE_URL`` (an owner/superuser connection) or, when unset, an embedded
-PostgreSQL started once by the controlling process. Each worker creates ``milepost_test_<worker>``,
-migrates it as the owner and connects as the application role, exactly as production does.
+PostgreSQL started once by the controlling process. Each worker creates ``milepost_test_<checkout>_<worker>``
+(the checkout's path hashed, so two checkouts can test against one server at once), migrates it as the owner and connects as the application role, exactly as production does.
 Tests create their own tenants (random slugs), so committed data of one test never meets another's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 import tempfile
@@ -48,8 +49,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _worker_id() -> str:
-    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+def _database_name() -> str:
+    checkout = hashlib.sha256(str(Path(__file__).resolve().parent).encode()).hexdigest()[:8]
+    return f"milepost_test_{checkout}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +68,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="session")
 def database(settings: Settings) -> Iterator[Database]:
     server_url = sqlalchemy_url(os.environ["TEST_DATABASE_URL"])
-    name = f"milepost_test_{_worker_id()}"
+    name = _database_name()
     admin = libpq_url(server_url)
 
     async def recreate() -> None:
