@@ -11,13 +11,17 @@ Ties break on the event's dedup key, so the choice is total.
 
 A code planned more than once (transshipments) is matched by location, else to its first planned instance.
 Codes that are not in the plan become unplanned milestones after the planned ones, in time order.
+
+Each milestone keeps which events won (their keys, and the versions of the plan and estimate), so that
+:func:`advance_timeline` can apply new events by comparing them with the winners alone — the same answer
+as a rebuild from every event, as long as no event was withdrawn or replaced meanwhile.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from domain.tracking.canonical import Classifier
@@ -59,6 +63,13 @@ class MilestoneState:
     actual_at: dt.datetime | None = None
     actual_source: str | None = None
     utc_offset_minutes: int | None = None
+    # the winning events: a later event only needs comparing with these (None: nothing won, e.g. the plan
+    # is still the booked baseline)
+    planned_event_key: str | None = None
+    planned_version_at: dt.datetime | None = None
+    estimated_event_key: str | None = None
+    estimated_version_at: dt.datetime | None = None
+    actual_event_key: str | None = None
 
 
 def _later_issue_wins(event: TimelineEvent) -> tuple[dt.datetime, dt.datetime, str]:
@@ -76,20 +87,16 @@ def build_timeline(plan: Sequence[PlanStep], events: Iterable[TimelineEvent]) ->
         )
         for step in plan
     }
-    by_code: dict[str, list[int]] = defaultdict(list)
-    for step in sorted(plan, key=lambda s: s.sequence):
-        by_code[step.code].append(step.sequence)
+    by_code = _sequences_by_code(instances.values())
 
     assigned: dict[int, list[TimelineEvent]] = defaultdict(list)
     unplanned: dict[str, list[TimelineEvent]] = defaultdict(list)
     for event in events:
-        candidates = by_code.get(event.milestone)
-        if not candidates:
+        target = _target(instances, by_code, event)
+        if target is None:
             unplanned[event.milestone].append(event)
-            continue
-        at_location = [s for s in candidates if instances[s].location_locode == event.location_locode]
-        target = at_location[0] if event.location_locode and at_location else candidates[0]
-        assigned[target].append(event)
+        else:
+            assigned[target].append(event)
 
     next_sequence = max([UNPLANNED_SEQUENCE_START - 1, *instances]) + 1
     first_seen = {code: min(_earliest_wins(e) for e in group) for code, group in unplanned.items()}
@@ -105,16 +112,111 @@ def build_timeline(plan: Sequence[PlanStep], events: Iterable[TimelineEvent]) ->
     return [instances[s] for s in sorted(instances)]
 
 
+def advance_timeline(
+    timeline: Sequence[MilestoneState], events: Iterable[TimelineEvent]
+) -> list[MilestoneState] | None:
+    """``timeline`` (built from some events) after ``events`` more, comparing them with its winners only.
+
+    Equal to :func:`build_timeline` of all the events together, provided none of the earlier ones was
+    withdrawn or replaced (the caller checks). ``None`` when an event's code is not planned: where an
+    unplanned milestone goes depends on every event of its code, so only a rebuild can tell.
+    """
+    instances = {state.sequence: state for state in timeline}
+    planned = {s: state for s, state in instances.items() if s < UNPLANNED_SEQUENCE_START}
+    by_code = _sequences_by_code(planned.values())
+    assigned: dict[int, list[TimelineEvent]] = defaultdict(list)
+    for event in events:
+        target = _target(planned, by_code, event)
+        if target is None:
+            return None
+        assigned[target].append(event)
+    for sequence, group in assigned.items():
+        instances[sequence] = _apply(instances[sequence], group)
+    return [instances[s] for s in sorted(instances)]
+
+
+def _sequences_by_code(planned: Iterable[MilestoneState]) -> dict[str, list[int]]:
+    by_code: dict[str, list[int]] = defaultdict(list)
+    for state in sorted(planned, key=lambda s: s.sequence):
+        by_code[state.code].append(state.sequence)
+    return by_code
+
+
+def _target(
+    planned: Mapping[int, MilestoneState], by_code: Mapping[str, list[int]], event: TimelineEvent
+) -> int | None:
+    """The planned milestone an event lands on: the first of its code at its location, else the first of its
+    code; ``None`` when its code is not planned."""
+    candidates = by_code.get(event.milestone)
+    if not candidates:
+        return None
+    at_location = [s for s in candidates if planned[s].location_locode == event.location_locode]
+    return at_location[0] if event.location_locode and at_location else candidates[0]
+
+
+def _winners(state: MilestoneState) -> list[TimelineEvent]:
+    """The events that won ``state``, rebuilt from what it keeps of them (enough to compare and to apply)."""
+    winners = []
+    if state.planned_event_key and state.planned_at and state.planned_source:
+        winners.append(
+            TimelineEvent(
+                state.planned_event_key,
+                Classifier.PLANNED,
+                state.code,
+                state.planned_at,
+                state.planned_source,
+                version=state.planned_version_at,
+            )
+        )
+    if state.estimated_event_key and state.estimated_at and state.estimated_source:
+        winners.append(
+            TimelineEvent(
+                state.estimated_event_key,
+                Classifier.ESTIMATED,
+                state.code,
+                state.estimated_at,
+                state.estimated_source,
+                version=state.estimated_version_at,
+            )
+        )
+    if state.actual_event_key and state.actual_at and state.actual_source:
+        winners.append(
+            TimelineEvent(
+                state.actual_event_key,
+                Classifier.ACTUAL,
+                state.code,
+                state.actual_at,
+                state.actual_source,
+                utc_offset_minutes=state.utc_offset_minutes,
+            )
+        )
+    return winners
+
+
 def _apply(state: MilestoneState, events: list[TimelineEvent]) -> MilestoneState:
+    """``state`` with, per classifier, the winner among its current winner and ``events``."""
+    events = [*_winners(state), *events]
     actuals = [e for e in events if e.classifier == Classifier.ACTUAL]
     estimates = [e for e in events if e.classifier == Classifier.ESTIMATED]
     plans = [e for e in events if e.classifier == Classifier.PLANNED]
     if plans:
         plan = max(plans, key=_later_issue_wins)
-        state = replace(state, planned_at=plan.occurred_at, planned_source=plan.source)
+        state = replace(
+            state,
+            planned_at=plan.occurred_at,
+            planned_source=plan.source,
+            planned_event_key=plan.key,
+            planned_version_at=plan.version,
+        )
     if estimates:
         estimate = max(estimates, key=_later_issue_wins)
-        state = replace(state, estimated_at=estimate.occurred_at, estimated_source=estimate.source)
+        state = replace(
+            state,
+            estimated_at=estimate.occurred_at,
+            estimated_source=estimate.source,
+            estimated_event_key=estimate.key,
+            estimated_version_at=estimate.version,
+        )
     if actuals:
         actual = min(actuals, key=_earliest_wins)
         state = replace(
@@ -122,5 +224,6 @@ def _apply(state: MilestoneState, events: list[TimelineEvent]) -> MilestoneState
             actual_at=actual.occurred_at,
             actual_source=actual.source,
             utc_offset_minutes=actual.utc_offset_minutes,
+            actual_event_key=actual.key,
         )
     return state

@@ -13,11 +13,11 @@ import json
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from sqlalchemy import Text, Uuid, any_, bindparam, delete, select, text
+from sqlalchemy import Text, Uuid, and_, any_, bindparam, delete, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +29,7 @@ from domain.shipments.timeline import (
     MilestoneState,
     PlanStep,
     TimelineEvent,
+    advance_timeline,
     build_timeline,
 )
 from domain.tracking import rules
@@ -240,23 +241,24 @@ async def store_events(
     columns: dict[str, list[Any]] = defaultdict(list)
     keys: list[str] = []
     resolutions = []
-    seen: set[str] = set()
+    first: dict[str, tuple[CanonicalEvent, str | None]] = {}  # per key: the event and its milestone
     for event, target in zip(events, matched, strict=True):
         resolution = mapping.resolve_event(event)
         resolutions.append(resolution)
         key = _event_key(event)
         keys.append(key)
-        if key in seen:  # the same event twice in one message: one row
+        if key in first:  # the same event twice in one message: one row
             continue
-        seen.add(key)
+        # a retraction only withdraws; it never advances the timeline itself
+        milestone = None if event.is_retracted else resolution.milestone
+        first[key] = (event, milestone)
         columns["id"].append(uuid.uuid4())
         columns["shipment_id"].append(target)
         columns["source"].append(event.source)
         columns["source_event_id"].append(event.source_event_id)
         columns["dedup_key"].append(key)
         columns["classifier"].append(str(event.classifier))
-        # a retraction only withdraws; it never advances the timeline itself
-        columns["milestone_code"].append(None if event.is_retracted else resolution.milestone)
+        columns["milestone_code"].append(milestone)
         columns["raw_code"].append(event.code.code)
         columns["raw_reason"].append(event.code.qualifier)
         columns["code_system"].append(event.code.system)
@@ -285,6 +287,8 @@ async def store_events(
         )
     ).all()
     by_key = {row.dedup_key: row for row in written}
+    added: dict[uuid.UUID, list[AddedEvent]] = defaultdict(list)
+    changed: set[uuid.UUID] = set()  # events stored before whose meaning or shipment changed
     reported: set[str] = set()
     for event, key, resolution in zip(events, keys, resolutions, strict=True):
         row = by_key.get(key)
@@ -296,15 +300,35 @@ async def store_events(
                 outcome = Outcome(
                     event.position, ACCEPTED if row.shipment_id else PARKED, row.id, row.shipment_id
                 )
+                if row.shipment_id is not None:
+                    added[row.shipment_id].append(_added(row.id, key, *first[key]))
             else:
                 outcome = Outcome(event.position, UPDATED, row.id, row.shipment_id)
+                if row.shipment_id is not None:
+                    changed.add(row.shipment_id)
             if row.shipment_id is not None:
                 result.touched_shipments.add(row.shipment_id)
         outcome.signals = resolution.signals
         result.outcomes.append(outcome)
     if result.touched_shipments:
-        await rebuild_timelines(session, scope, result.touched_shipments)
+        await update_timelines(session, scope, added, rebuild=changed)
     return result
+
+
+def _added(event_id: uuid.UUID, key: str, event: CanonicalEvent, milestone: str | None) -> AddedEvent:
+    timeline_event = None
+    if milestone is not None:
+        timeline_event = TimelineEvent(
+            key=key,
+            classifier=event.classifier,
+            milestone=milestone,
+            occurred_at=event.occurred_at,
+            source=event.source,
+            location_locode=event.place.locode if event.place else None,
+            utc_offset_minutes=event.utc_offset_minutes,
+            version=event.updated_at,
+        )
+    return AddedEvent(event_id, event.source, event.source_event_id, timeline_event)
 
 
 def _location_name(place: Place | None) -> str | None:
@@ -321,16 +345,45 @@ def _location_name(place: Place | None) -> str | None:
 _MOVEMENT = rules.MOVEMENT_CODES
 
 
+@dataclass(frozen=True, slots=True)
+class AddedEvent:
+    """An event row just inserted on a shipment: what it brings to the timeline, and its source identity."""
+
+    id: uuid.UUID
+    source: str
+    source_event_id: str | None
+    event: TimelineEvent | None  # None: it names no milestone (an unknown code, a retraction)
+
+
 async def rebuild_timelines(
     session: AsyncSession, scope: TenantScope, shipment_ids: Iterable[uuid.UUID]
 ) -> None:
-    """Recompute the timelines (and statuses) of these shipments from their plans and every event in force.
+    """Recompute the timelines (and statuses) of these shipments from their plans and every event in force."""
+    await update_timelines(session, scope, {}, rebuild=set(shipment_ids))
 
-    Three reads and at most five set-based writes for any number of shipments (this is the hot path of
+
+async def update_timelines(
+    session: AsyncSession,
+    scope: TenantScope,
+    added: Mapping[uuid.UUID, Sequence[AddedEvent]],
+    *,
+    rebuild: Set[uuid.UUID],
+) -> None:
+    """Bring the timelines (and statuses) of shipments up to date: ``added`` events just inserted on them,
+    and the shipments in ``rebuild`` recomputed from every event in force.
+
+    A shipment that only gained events is advanced from its milestones' winners (``advance_timeline``),
+    without reading its history. It is rebuilt instead when one of its events may have been withdrawn or
+    replaced (another row of the same source event id: a DCSA update or retraction), when an event's code
+    is not planned, or when its milestones were written before they kept their winners. Both give the
+    timeline a rebuild from scratch gives (tested).
+
+    A few reads and at most five set-based writes for any number of shipments (this is the hot path of
     capture, so it uses Core rows, not ORM objects). Shipment rows are locked in id order so concurrent
-    rebuilds of overlapping sets wait for each other instead of deadlocking. Changes go to the outbox.
+    updates of overlapping sets wait for each other instead of deadlocking, and everything that decides
+    between advancing and rebuilding is read after the lock. Changes go to the outbox.
     """
-    ids = sorted(set(shipment_ids))
+    ids = sorted({*added, *rebuild})
     if not ids:
         return
     statuses = {
@@ -346,30 +399,139 @@ async def rebuild_timelines(
             )
         ).all()
     }
-    # table columns, not ORM attributes: plain rows without the ORM's per-row loading (this is the hot path)
-    m = Milestone.__table__.c
-    milestone_columns = (
-        m.id,
-        m.shipment_id,
-        m.code,
-        m.sequence,
-        m.location_locode,
-        m.baseline_planned_at,
-        m.baseline_source,
-        *(m[name] for name in _STATE_FIELDS),
-    )
-    milestones: dict[uuid.UUID, list[Any]] = defaultdict(list)
-    for row in (
-        await session.execute(
-            scoped(select(*milestone_columns), m, scope)
-            .where(m.shipment_id == any_(_uuid_array(ids)))
-            .order_by(m.shipment_id, m.sequence)
+    milestones = await _stored_milestones(session, scope, ids)
+    full = set(rebuild) | await _replaced_or_withdrawn(session, scope, added)
+    timelines: dict[uuid.UUID, list[MilestoneState]] = {}
+    for shipment_id in statuses:
+        stored = milestones[shipment_id]
+        if shipment_id in full or not all(m.keeps_its_winners for m in stored):
+            full.add(shipment_id)
+            continue
+        advanced = advance_timeline(
+            [m.state for m in stored], [a.event for a in added[shipment_id] if a.event is not None]
         )
-    ).all():
-        milestones[row.shipment_id].append(row)
-    events: dict[uuid.UUID, list[tuple[str | None, dt.datetime | None, bool, TimelineEvent | None]]] = (
-        defaultdict(list)
+        if advanced is None:
+            full.add(shipment_id)
+        else:
+            timelines[shipment_id] = advanced
+    if full:
+        in_force = await _events_in_force(session, scope, sorted(full))
+        for shipment_id in full & statuses.keys():
+            plan = [
+                PlanStep(m.state.code, m.state.sequence, m.state.location_locode, *m.baseline)
+                for m in milestones[shipment_id]
+                if m.state.sequence < UNPLANNED_SEQUENCE_START
+            ]
+            timelines[shipment_id] = build_timeline(plan, in_force[shipment_id])
+
+    writes = _TimelineWrites()
+    for shipment_id, status in statuses.items():
+        timeline = timelines[shipment_id]
+        changed = writes.diff(shipment_id, milestones[shipment_id], timeline)
+        new_status = _status(status, timeline)
+        if new_status != status:
+            writes.statuses.append((shipment_id, new_status))
+            changed = True
+        if changed:
+            writes.changed.append((shipment_id, new_status))
+    await writes.flush(session, scope)
+
+
+@dataclass(frozen=True, slots=True)
+class _StoredMilestone:
+    id: uuid.UUID
+    baseline: tuple[dt.datetime | None, str | None]  # the booked plan: planned_at, planned_source
+    # False for a milestone last written before milestones kept their winning events (migration 0005):
+    # its times cannot be compared with, so its shipment is rebuilt once
+    keeps_its_winners: bool
+    state: MilestoneState
+
+
+_milestone = Milestone.__table__.c
+_KEEPS_ITS_WINNERS = and_(
+    or_(_milestone.estimated_at.is_(None), _milestone.estimated_event_key.is_not(None)),
+    or_(_milestone.actual_at.is_(None), _milestone.actual_event_key.is_not(None)),
+    or_(
+        _milestone.planned_event_key.is_not(None),
+        and_(
+            _milestone.planned_at.is_not_distinct_from(_milestone.baseline_planned_at),
+            _milestone.planned_source.is_not_distinct_from(_milestone.baseline_source),
+        ),
+    ),
+)
+# the columns of a MilestoneState, in its order, so a row's tail is one
+_MILESTONE_STATE = tuple(_milestone[f.name] for f in fields(MilestoneState))
+
+
+async def _stored_milestones(
+    session: AsyncSession, scope: TenantScope, shipment_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[_StoredMilestone]]:
+    # table columns, not ORM attributes: plain rows without the ORM's per-row loading (this is the hot path)
+    statement = (
+        scoped(
+            select(
+                _milestone.shipment_id,
+                _milestone.id,
+                _milestone.baseline_planned_at,
+                _milestone.baseline_source,
+                _KEEPS_ITS_WINNERS,
+                *_MILESTONE_STATE,
+            ),
+            _milestone,
+            scope,
+        )
+        .where(_milestone.shipment_id == any_(_uuid_array(shipment_ids)))
+        .order_by(_milestone.shipment_id, _milestone.sequence)
     )
+    milestones: dict[uuid.UUID, list[_StoredMilestone]] = defaultdict(list)
+    for shipment_id, milestone_id, planned_at, source, keeps, *state in (
+        await session.execute(statement)
+    ).all():
+        milestones[shipment_id].append(
+            _StoredMilestone(milestone_id, (planned_at, source), keeps, MilestoneState(*state))
+        )
+    return milestones
+
+
+_REPLACED_OR_WITHDRAWN = text(
+    """
+    SELECT DISTINCT e.shipment_id
+    FROM unnest(CAST(:shipment_id AS uuid[]), CAST(:id AS uuid[]), CAST(:source AS text[]),
+                CAST(:source_event_id AS text[])) AS n(shipment_id, id, source, source_event_id)
+    JOIN tracking_event AS e
+      ON e.tenant_id = :tenant_id AND e.source = n.source AND e.source_event_id = n.source_event_id
+         AND e.shipment_id = n.shipment_id AND e.id <> n.id
+    """
+)
+
+
+async def _replaced_or_withdrawn(
+    session: AsyncSession, scope: TenantScope, added: Mapping[uuid.UUID, Sequence[AddedEvent]]
+) -> set[uuid.UUID]:
+    """Shipments where an added event shares its source event id with another of their rows: one version
+    may replace or withdraw another, which only a rebuild from every version gets right."""
+    identified = [
+        (shipment_id, a) for shipment_id, group in added.items() for a in group if a.source_event_id
+    ]
+    if not identified:
+        return set()
+    rows = await session.execute(
+        _REPLACED_OR_WITHDRAWN,
+        {
+            "tenant_id": scope.tenant_id,
+            "shipment_id": [shipment_id for shipment_id, _ in identified],
+            "id": [a.id for _, a in identified],
+            "source": [a.source for _, a in identified],
+            "source_event_id": [a.source_event_id for _, a in identified],
+        },
+    )
+    return set(rows.scalars())
+
+
+async def _events_in_force(
+    session: AsyncSession, scope: TenantScope, shipment_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[TimelineEvent]]:
+    """Per shipment, every event that names a milestone and is neither replaced nor withdrawn."""
     e = TrackingEvent.__table__.c
     event_columns = (
         e.shipment_id,
@@ -384,7 +546,12 @@ async def rebuild_timelines(
         e.location_locode,
         e.utc_offset_minutes,
     )
-    statement = scoped(select(*event_columns), e, scope).where(e.shipment_id == any_(_uuid_array(ids)))
+    rows: dict[uuid.UUID, list[tuple[str | None, dt.datetime | None, bool, TimelineEvent | None]]] = (
+        defaultdict(list)
+    )
+    statement = scoped(select(*event_columns), e, scope).where(
+        e.shipment_id == any_(_uuid_array(shipment_ids))
+    )
     for row in (await session.execute(statement)).all():
         timeline_event = None
         if row.milestone_code is not None:
@@ -399,26 +566,11 @@ async def rebuild_timelines(
                 version=row.version_at,
             )
         identity = f"{row.source}:{row.source_event_id}" if row.source_event_id else None
-        events[row.shipment_id].append((identity, row.version_at, row.is_retracted, timeline_event))
-
-    writes = _TimelineWrites()
-    for shipment_id, status in statuses.items():
-        in_force = [e for e in rules.current_versions(events[shipment_id]) if e is not None]
-        current = milestones[shipment_id]
-        plan = [
-            PlanStep(m.code, m.sequence, m.location_locode, m.baseline_planned_at, m.baseline_source)
-            for m in current
-            if m.sequence < UNPLANNED_SEQUENCE_START
-        ]
-        timeline = build_timeline(plan, in_force)
-        changed = writes.diff(shipment_id, current, timeline)
-        new_status = _status(status, timeline)
-        if new_status != status:
-            writes.statuses.append((shipment_id, new_status))
-            changed = True
-        if changed:
-            writes.changed.append((shipment_id, new_status))
-    await writes.flush(session, scope)
+        rows[row.shipment_id].append((identity, row.version_at, row.is_retracted, timeline_event))
+    in_force: dict[uuid.UUID, list[TimelineEvent]] = defaultdict(list)
+    for shipment_id, group in rows.items():
+        in_force[shipment_id] = [e for e in rules.current_versions(group) if e is not None]
+    return in_force
 
 
 @dataclass
@@ -432,18 +584,19 @@ class _TimelineWrites:
     changed: list[tuple[uuid.UUID, str]] = field(default_factory=list)
 
     def diff(
-        self, shipment_id: uuid.UUID, current: Sequence[Any], timeline: Sequence[MilestoneState]
+        self, shipment_id: uuid.UUID, current: Sequence[_StoredMilestone], timeline: Sequence[MilestoneState]
     ) -> bool:
-        by_sequence = {m.sequence: m for m in current}
+        by_sequence = {m.state.sequence: m for m in current}
         before = len(self.updates) + len(self.inserts) + len(self.deletes)
         for state in timeline:
-            row = by_sequence.get(state.sequence)
-            if row is None:
+            stored = by_sequence.get(state.sequence)
+            if stored is None:
                 self.inserts.append((shipment_id, state))
-            elif row.code != state.code or any(
-                getattr(row, name) != getattr(state, name) for name in _STATE_FIELDS
+            elif state is not stored.state and (  # an advanced timeline keeps what did not change
+                stored.state.code != state.code
+                or any(getattr(stored.state, name) != getattr(state, name) for name in _STATE_FIELDS)
             ):
-                self.updates.append((row.id, state))
+                self.updates.append((stored.id, state))
         wanted = {state.sequence for state in timeline}
         # an unplanned milestone whose events were all withdrawn leaves the timeline
         self.deletes += [
@@ -477,10 +630,14 @@ _STATE_ARRAYS = """
     CAST(:code AS text[]), CAST(:sequence AS int[]), CAST(:location_locode AS text[]),
     CAST(:planned_at AS timestamptz[]), CAST(:planned_source AS text[]),
     CAST(:estimated_at AS timestamptz[]), CAST(:estimated_source AS text[]),
-    CAST(:actual_at AS timestamptz[]), CAST(:actual_source AS text[]), CAST(:utc_offset_minutes AS int[])
+    CAST(:actual_at AS timestamptz[]), CAST(:actual_source AS text[]), CAST(:utc_offset_minutes AS int[]),
+    CAST(:planned_event_key AS text[]), CAST(:planned_version_at AS timestamptz[]),
+    CAST(:estimated_event_key AS text[]), CAST(:estimated_version_at AS timestamptz[]),
+    CAST(:actual_event_key AS text[])
 """
 _STATE_NAMES = """code, sequence, location_locode, planned_at, planned_source, estimated_at, estimated_source,
-    actual_at, actual_source, utc_offset_minutes"""
+    actual_at, actual_source, utc_offset_minutes, planned_event_key, planned_version_at, estimated_event_key,
+    estimated_version_at, actual_event_key"""
 
 # only the constant column lists above are interpolated into these statements
 _UPDATE_MILESTONES = text(
@@ -488,7 +645,10 @@ _UPDATE_MILESTONES = text(
     UPDATE milestone AS m SET code = u.code, location_locode = coalesce(u.location_locode, m.location_locode),
         planned_at = u.planned_at, planned_source = u.planned_source, estimated_at = u.estimated_at,
         estimated_source = u.estimated_source, actual_at = u.actual_at, actual_source = u.actual_source,
-        utc_offset_minutes = u.utc_offset_minutes, updated_at = now()
+        utc_offset_minutes = u.utc_offset_minutes, planned_event_key = u.planned_event_key,
+        planned_version_at = u.planned_version_at, estimated_event_key = u.estimated_event_key,
+        estimated_version_at = u.estimated_version_at, actual_event_key = u.actual_event_key,
+        updated_at = now()
     FROM unnest(CAST(:id AS uuid[]), {_STATE_ARRAYS}) AS u(id, {_STATE_NAMES})
     WHERE m.tenant_id = :tenant_id AND m.id = u.id
     """  # noqa: S608
@@ -498,7 +658,8 @@ _INSERT_MILESTONES = text(
     INSERT INTO milestone (tenant_id, id, created_at, updated_at, shipment_id, {_STATE_NAMES})
     SELECT :tenant_id, gen_random_uuid(), now(), now(), u.shipment_id, u.code, u.sequence, u.location_locode,
         u.planned_at, u.planned_source, u.estimated_at, u.estimated_source, u.actual_at, u.actual_source,
-        u.utc_offset_minutes
+        u.utc_offset_minutes, u.planned_event_key, u.planned_version_at, u.estimated_event_key,
+        u.estimated_version_at, u.actual_event_key
     FROM unnest(CAST(:shipment_id AS uuid[]), {_STATE_ARRAYS}) AS u(shipment_id, {_STATE_NAMES})
     """  # noqa: S608
 )
@@ -544,6 +705,11 @@ _STATE_FIELDS = (
     "actual_at",
     "actual_source",
     "utc_offset_minutes",
+    "planned_event_key",
+    "planned_version_at",
+    "estimated_event_key",
+    "estimated_version_at",
+    "actual_event_key",
 )
 
 

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.shipments.timeline import MilestoneState, PlanStep, TimelineEvent, build_timeline
+from domain.shipments.timeline import (
+    MilestoneState,
+    PlanStep,
+    TimelineEvent,
+    advance_timeline,
+    build_timeline,
+)
 from domain.tracking.canonical import Classifier
 
 T = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
@@ -51,10 +58,12 @@ def test_actual_estimate_and_replan_land_on_their_milestones() -> None:
         ],
     )
     assert timeline[0] == MilestoneState(
-        "DEPARTED", 1, "CNSHA", T, "booking", None, None, T + 2 * H, "dcsa", 480
+        "DEPARTED", 1, "CNSHA", T, "booking", None, None, T + 2 * H, "dcsa", 480, actual_event_key="a"
     )
     assert (timeline[2].estimated_at, timeline[2].estimated_source) == (T + 530 * H, "dcsa")
     assert (timeline[3].planned_at, timeline[3].planned_source) == (T + 640 * H, "x12")
+    # each milestone names the events that won it
+    assert (timeline[2].estimated_event_key, timeline[3].planned_event_key) == ("b", "c")
 
 
 def test_first_actual_wins_and_latest_issued_estimate_wins() -> None:
@@ -127,3 +136,45 @@ def test_the_timeline_does_not_depend_on_arrival_order(batch: list[TimelineEvent
 @given(events)
 def test_repeating_events_changes_nothing(batch: list[TimelineEvent]) -> None:
     assert build_timeline(PLAN, batch + batch) == build_timeline(PLAN, batch)
+
+
+# a code planned twice (matched by location) and a step planned without a place or a time
+TWICE = [
+    *PLAN,
+    PlanStep("TRANSSHIPMENT_ARRIVED", 5, "LKCMB", T + 200 * H, "booking"),
+    PlanStep("DELIVERED", 6),
+]
+PLANNED_CODES = {step.code for step in TWICE}
+more_events = st.lists(
+    st.builds(
+        ev,
+        key=st.text(alphabet="abcdefgh", min_size=1, max_size=4),
+        classifier=st.sampled_from([ACT, EST, PLN]),
+        milestone=st.sampled_from(
+            ["DEPARTED", "ARRIVED", "DELIVERED", "TRANSSHIPMENT_ARRIVED", "CUSTOMS_HOLD"]
+        ),
+        at=st.integers(0, 60).map(lambda h: T + h * H),  # few instants: ties are common
+        location_locode=st.sampled_from([None, "SGSIN", "NLRTM", "LKCMB"]),
+        version=st.one_of(st.none(), st.integers(0, 5).map(lambda h: T + h * H)),
+        source=st.sampled_from(["dcsa", "x12"]),
+        utc_offset_minutes=st.sampled_from([None, 60, 480]),
+    ),
+    max_size=30,
+    unique_by=lambda e: e.key,
+)
+
+
+@given(more_events, st.lists(st.integers(0, 30), max_size=6))
+def test_advancing_batch_by_batch_equals_building_from_every_event(
+    batch: list[TimelineEvent], cuts: list[int]
+) -> None:
+    bounds = [0, *sorted(cuts), len(batch)]
+    timeline = build_timeline(TWICE, [])
+    for start, stop in itertools.pairwise(bounds):
+        new = batch[start:stop]
+        advanced = advance_timeline(timeline, new)
+        if advanced is None:  # only an unplanned code sends the caller back to a rebuild
+            assert any(e.milestone not in PLANNED_CODES for e in new)
+            advanced = build_timeline(TWICE, batch[:stop])
+        timeline = advanced
+        assert timeline == build_timeline(TWICE, batch[:stop])

@@ -8,7 +8,7 @@ import re
 import uuid
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.db import TenantScope, apply_scope, scoped
@@ -16,9 +16,17 @@ from domain.shipments.models import Milestone, MilestoneCode, Shipment, Shipment
 from domain.shipments.service import PlannedMilestone, ShipmentDraft, create_shipment
 from domain.shipments.timeline import PlanStep, TimelineEvent, build_timeline
 from domain.tracking import rules
-from domain.tracking.canonical import Classifier
+from domain.tracking.canonical import CanonicalEvent, Classifier, Place, SourceCode
+from domain.tracking.mapping import CANONICAL_SYSTEM, MappingTable
 from domain.tracking.models import EventClassifier, TrackingEvent
-from domain.tracking.service import NewEvent, TrackingError, record_event, record_events
+from domain.tracking.service import (
+    NewEvent,
+    TrackingError,
+    rebuild_timelines,
+    record_event,
+    record_events,
+    store_events,
+)
 from tests.factories import make_account, make_tenant
 
 ACT, EST, PLN = EventClassifier.ACTUAL, EventClassifier.ESTIMATED, EventClassifier.PLANNED
@@ -356,3 +364,126 @@ async def test_an_unplanned_milestone_joins_the_timeline(session: AsyncSession) 
     )
     assert list(sequences.scalars()) == [1, 2, 3, 4, 100]
     assert await status_and_events(session, scope, shipment_id) == (ShipmentStatus.IN_TRANSIT, 1)
+
+
+# -- kept up event by event = rebuilt from every event -------------------------------------------------
+
+
+def report(classifier: str, code: str, hours: float, source: str = "dcsa", **extra: object) -> CanonicalEvent:
+    locode = extra.pop("locode", None)
+    return CanonicalEvent(
+        source=source,
+        classifier=Classifier(classifier),
+        code=SourceCode(CANONICAL_SYSTEM, code),
+        occurred_at=at(hours),
+        references=(("booking", "BK-TEST"),),
+        position=f"{source}:{code}:{hours}",
+        place=Place(locode=str(locode)) if locode else None,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+FEED = [
+    report(ACT, M.DEPARTED, 11, "x12", utc_offset_minutes=480),
+    report(ACT, M.DEPARTED, 10, source_event_id="d1", updated_at=at(1), locode="CNSHA"),
+    report(ACT, M.DEPARTED, 12, source_event_id="d1", updated_at=at(2)),  # a DCSA update: it left later
+    report(EST, M.ARRIVED, 30, source_event_id="e1", updated_at=at(1)),
+    report(EST, M.ARRIVED, 33, source_event_id="e1", updated_at=at(2)),
+    report(EST, M.ARRIVED, 36, source_event_id="e2", updated_at=at(5)),  # the latest issued, but withdrawn
+    report(EST, M.ARRIVED, 36, source_event_id="e2", updated_at=at(6), is_retracted=True),
+    report(PLN, M.DELIVERED, 45, source_event_id="p1", updated_at=at(4)),
+    report(PLN, M.DELIVERED, 46, source_event_id="p2", updated_at=at(4)),
+    report(ACT, M.CUSTOMS_HOLD, 31, locode="NLRTM"),  # not planned
+    report(ACT, M.DELIVERED, 44, source_event_id="x1", utc_offset_minutes=60),
+    report(ACT, M.ARRIVED, 31, "x12"),
+    report(EST, M.DELIVERED, 43),
+    report(EST, M.DELIVERED, 43, "x12"),
+]
+
+
+TIMELINE_COLUMNS = (
+    "code",
+    "sequence",
+    "location_locode",
+    "planned_at",
+    "planned_source",
+    "estimated_at",
+    "estimated_source",
+    "actual_at",
+    "actual_source",
+    "utc_offset_minutes",
+    "planned_event_key",
+    "planned_version_at",
+    "estimated_event_key",
+    "estimated_version_at",
+    "actual_event_key",
+)
+
+
+async def stored_timeline(
+    session: AsyncSession, scope: TenantScope, shipment_id: uuid.UUID
+) -> tuple[str, list[dict[str, object]]]:
+    status, _ = await status_and_events(session, scope, shipment_id)
+    m = Milestone.__table__.c
+    rows = await session.execute(
+        scoped(select(*(m[name] for name in TIMELINE_COLUMNS)), m, scope)
+        .where(m.shipment_id == shipment_id)
+        .order_by(m.sequence)
+    )
+    return status, [dict(row._mapping) for row in rows]
+
+
+ORDERS = {
+    "as listed": FEED,
+    "reversed": FEED[::-1],
+    "interleaved": FEED[::2] + FEED[1::2],
+    "latest first": sorted(FEED, key=lambda e: e.occurred_at, reverse=True),
+}
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("batch", [1, 3])
+async def test_a_timeline_kept_up_message_by_message_equals_one_rebuilt_from_every_event(
+    session: AsyncSession, order: str, batch: int
+) -> None:
+    scope, shipment_id = await shipment_with_timeline(session)
+    feed = ORDERS[order]
+    for start in range(0, len(feed), batch):
+        await store_events(
+            session,
+            scope,
+            feed[start : start + batch],
+            mapping=MappingTable(),
+            received_at=at(50),
+            shipment_id=shipment_id,
+        )
+    kept_up = await stored_timeline(session, scope, shipment_id)
+    await rebuild_timelines(session, scope, [shipment_id])
+    assert await stored_timeline(session, scope, shipment_id) == kept_up
+    status, milestones = kept_up
+    assert status == ShipmentStatus.DELIVERED
+    assert (milestones[1]["actual_at"], milestones[1]["actual_source"]) == (at(11), "x12")
+    assert (milestones[2]["estimated_at"], milestones[2]["estimated_event_key"]) == (
+        at(33),
+        f"dcsa:e1@{at(2).isoformat()}",
+    )
+    assert [(row["code"], row["sequence"]) for row in milestones] == [
+        (M.BOOKED, 1),
+        (M.DEPARTED, 2),
+        (M.ARRIVED, 3),
+        (M.DELIVERED, 4),
+        (M.CUSTOMS_HOLD, 100),
+    ]
+
+
+async def test_a_milestone_that_does_not_name_its_winners_is_rebuilt_before_it_is_compared(
+    session: AsyncSession,
+) -> None:
+    scope, shipment_id = await shipment_with_timeline(session)
+    await record_event(session, scope, shipment_id, event(ACT, M.DEPARTED, at(10)))
+    # as written before milestones kept their winners (migration 0005)
+    await session.execute(
+        update(Milestone).where(Milestone.shipment_id == shipment_id).values(actual_event_key=None)
+    )
+    await record_event(session, scope, shipment_id, event(ACT, M.DEPARTED, at(12), source="x12"))
+    assert (await timeline(session, scope, shipment_id))[1] == (M.DEPARTED, None, None, at(10), "dcsa", None)
