@@ -247,6 +247,7 @@ class _Writer:
         self.scope = scope
         self.now = now
         self.groups: dict[tuple[str, str], tuple[uuid.UUID, dt.datetime | None]] = {}
+        self.activities: list[dict[str, Any]] = []
         self.outbox: list[dict[str, Any]] = []
 
     async def apply(
@@ -288,8 +289,7 @@ class _Writer:
                 row.group_id, snoozed_until = group
                 if snoozed_until is not None and snoozed_until > self.now:
                     row.status, row.snoozed_until = ExceptionStatus.SNOOZED, snoozed_until
-            self.session.add(row)
-            await self.session.flush()
+            self.session.add(row)  # written with the others at flush(): one round trip, not one per row
             self._activity(row, "opened", None, row.status, finding.finding.explanation)
             self._publish("exception.opened", row)
             return
@@ -357,18 +357,19 @@ class _Writer:
     def _activity(
         self, row: ShipmentException, kind: str, before: str | None, after: str | None, note: str | None
     ) -> None:
-        self.session.add(
-            ExceptionActivity(
-                tenant_id=self.scope.tenant_id,
-                exception_id=row.id,
-                actor_kind="system",
-                kind=kind,
-                from_status=before,
-                to_status=after,
-                note=note,
-                data={"fingerprint": row.fingerprint, "severity": row.severity},
-                created_at=self.now,
-            )
+        self.activities.append(
+            {
+                "tenant_id": self.scope.tenant_id,
+                "id": uuid.uuid4(),
+                "exception_id": row.id,
+                "actor_kind": "system",
+                "kind": kind,
+                "from_status": before,
+                "to_status": after,
+                "note": note,
+                "data": {"fingerprint": row.fingerprint, "severity": row.severity},
+                "created_at": self.now,
+            }
         )
 
     def _publish(self, topic: str, row: ShipmentException) -> None:
@@ -390,7 +391,9 @@ class _Writer:
         )
 
     async def flush(self) -> None:
-        await self.session.flush()
+        await self.session.flush()  # exceptions first: activities point at them
+        if self.activities:
+            await self.session.execute(insert(ExceptionActivity), self.activities)
         if self.outbox:
             await self.session.execute(insert(OutboxMessage), self.outbox)
 
