@@ -70,6 +70,23 @@ async def scoped_transaction(
         yield session
 
 
+_SYSTEM_TASK = text("SELECT set_config('app.system_task', 'on', true)")
+
+
+@asynccontextmanager
+async def system_transaction(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """A transaction for a background task that works tenant by tenant (outbox dispatch, the sweep).
+
+    It may list the tenant rows and nothing else: every other table still answers only to a tenant scope,
+    so the task opens a :func:`scoped_transaction` per tenant for the actual work.
+    """
+    async with session_factory() as session, session.begin():
+        await session.execute(_SYSTEM_TASK)
+        yield session
+
+
 SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])
 
 

@@ -2,7 +2,16 @@
 
 from domain.carriers.models import Carrier
 from domain.db import Base
-from domain.exceptions.models import ExceptionActivity, Rule, ShipmentException
+from domain.documents.models import ShipmentDocument
+from domain.exceptions.models import (
+    DisruptionNotice,
+    ExceptionActivity,
+    ExceptionGroup,
+    GlobalDisruptionNotice,
+    Rule,
+    ShipmentException,
+)
+from domain.jobs.models import DeadLetter
 from domain.outbox.models import OutboxMessage
 from domain.shipments.models import Leg, Milestone, MilestoneTemplate, Shipment, ShipmentReference
 from domain.tenancy.models import Account, ApiClient, Team, TeamMember, Tenant, User
@@ -14,7 +23,11 @@ __all__ = [
     "Base",
     "Carrier",
     "CodeMapping",
+    "DeadLetter",
+    "DisruptionNotice",
     "ExceptionActivity",
+    "ExceptionGroup",
+    "GlobalDisruptionNotice",
     "IngestEndpoint",
     "IngestMessage",
     "Leg",
@@ -23,6 +36,7 @@ __all__ = [
     "OutboxMessage",
     "Rule",
     "Shipment",
+    "ShipmentDocument",
     "ShipmentException",
     "ShipmentReference",
     "Team",

@@ -3,6 +3,8 @@
 Policies compare against the transaction-local settings written by ``domain.db.apply_scope``. Two narrow
 "lookup" clauses let a transaction find one row by a key it already holds before it knows the tenant:
 a tenant by its slug (user login) and an API client by its ``client_id`` (OAuth2 client credentials).
+Background tasks that work tenant by tenant (outbox dispatch, the detection sweep) may list the tenant rows
+with ``app.system_task`` set (``domain.db.system_transaction``); every other table stays scoped to one tenant.
 """
 
 from __future__ import annotations
@@ -58,15 +60,20 @@ def grant_read(*tables: str) -> None:
 def enable_tenant_rls(
     table: str, *, tenant_column: str = "tenant_id", account_column: str | None = None, lookup: str = ""
 ) -> None:
-    """ENABLE and FORCE row-level security with one policy for reads and writes.
+    """ENABLE and FORCE row-level security with one policy for reads and writes (see
+    :func:`create_tenant_policy`)."""
+    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+    op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+    create_tenant_policy(table, tenant_column=tenant_column, account_column=account_column, lookup=lookup)
 
-    ``account_column`` adds the shipper condition; ``lookup`` is an extra OR-ed clause for pre-tenant
-    look-ups (see the module docstring).
-    """
+
+def create_tenant_policy(
+    table: str, *, tenant_column: str = "tenant_id", account_column: str | None = None, lookup: str = ""
+) -> None:
+    """The ``tenant_isolation`` policy: ``account_column`` adds the shipper condition; ``lookup`` is an extra
+    OR-ed clause for reads before the tenant is known (see the module docstring); writes never use it."""
     condition = f"{tenant_column} = {CURRENT_TENANT}"
     if account_column:
         condition += f" AND ({CURRENT_ACCOUNT} IS NULL OR {account_column} = {CURRENT_ACCOUNT})"
     using = f"({condition}) OR ({lookup})" if lookup else condition
-    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-    op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
     op.execute(f"CREATE POLICY tenant_isolation ON {table} USING ({using}) WITH CHECK ({condition})")

@@ -8,9 +8,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import asyncpg
 
@@ -46,12 +49,18 @@ def main() -> int:
             print(
                 "tests: skipping the second run on the machine's PostgreSQL: none answers at 127.0.0.1:5432"
             )
+    # pytest's default temp folders are shared by every run of the user and pruned to the newest three, so a
+    # run in another checkout could delete this one's: each checkout and pass gets a folder of its own
+    checkout = hashlib.sha256(str(Path(__file__).resolve().parent).encode()).hexdigest()[:8]
     worst = 0
-    for label, extra in runs:
+    for index, (label, extra) in enumerate(runs):
         print(f"\n=== pytest against {label} ===", flush=True)
         env = {**os.environ, **extra}
         env.pop("DATABASE_URL", None)
-        code = subprocess.call([sys.executable, "-m", "pytest", "-n", "2", *args], env=env)
+        basetemp = Path(tempfile.gettempdir()) / f"milepost-tests-{checkout}" / str(index)
+        basetemp.parent.mkdir(mode=0o700, exist_ok=True)
+        command = [sys.executable, "-m", "pytest", "-n", "2", f"--basetemp={basetemp}", *args]
+        code = subprocess.call(command, env=env)
         worst = worst or code
     return worst
 

@@ -9,9 +9,13 @@ import uuid
 from dramatiq.middleware import CurrentMessage
 
 import domain.models  # noqa: F401 - every table, so foreign keys resolve in a worker process
-from domain.db import TenantScope
+from domain.columns import utcnow
+from domain.db import TenantScope, scoped_transaction
+from domain.exceptions import service as detection
 from milepost import demo
 from workers.broker import actor, worker_context
+
+SWEEP_BATCHES = 20
 
 
 @actor("demo.advance_feed", queue_name="demo", max_retries=3, min_backoff=1_000, time_limit=60_000)
@@ -31,3 +35,24 @@ async def advance_feed(tenant_id: str, shipment_ids: list[str]) -> None:
         cutoff=dt.datetime.fromtimestamp(message.message_timestamp / 1000, dt.UTC),
         run_id=message.message_id,
     )
+
+
+@actor("exceptions.evaluate", queue_name="detect", max_retries=5, min_backoff=1_000, time_limit=300_000)
+async def evaluate_shipments(tenant_id: str, shipment_ids: list[str]) -> None:
+    """Evaluate these shipments now (sent by the outbox dispatcher after a timeline changed). Evaluating
+    twice is harmless: the same facts give the same exceptions, only last-seen moves."""
+    scope = TenantScope(uuid.UUID(tenant_id))
+    async with scoped_transaction(worker_context().sessions(), scope) as session:
+        await detection.evaluate_shipments(session, scope, [uuid.UUID(i) for i in shipment_ids], now=utcnow())
+
+
+@actor("exceptions.sweep", queue_name="detect", max_retries=5, min_backoff=1_000, time_limit=600_000)
+async def sweep(tenant_id: str) -> None:
+    """Evaluate this tenant's shipments whose next check is due, a batch per transaction, until none is due
+    (or a bounded number of batches; the next sweep continues)."""
+    scope = TenantScope(uuid.UUID(tenant_id))
+    for _ in range(SWEEP_BATCHES):
+        async with scoped_transaction(worker_context().sessions(), scope) as session:
+            report = await detection.sweep(session, scope, now=utcnow())
+        if report.evaluated < detection.SWEEP_BATCH:
+            return

@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKeyConstraint,
@@ -15,13 +16,15 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from domain.columns import TenantOwned
+from domain.columns import TenantOwned, utcnow
 from domain.db import Base
+from domain.shipments.models import LOCODE_CHECK
 from domain.tenancy.models import sql_in
 
 
@@ -41,6 +44,7 @@ class Category(StrEnum):
 
 class ExceptionStatus(StrEnum):
     OPEN = "open"
+    REOPENED = "reopened"
     ACKNOWLEDGED = "acknowledged"
     IN_PROGRESS = "in_progress"
     SNOOZED = "snoozed"
@@ -50,6 +54,7 @@ class ExceptionStatus(StrEnum):
 
 
 CLOSED_STATUSES = (ExceptionStatus.RESOLVED, ExceptionStatus.AUTO_RESOLVED, ExceptionStatus.CLOSED)
+OPEN_STATUSES = tuple(s for s in ExceptionStatus if s not in CLOSED_STATUSES)
 
 
 class Severity(StrEnum):
@@ -66,7 +71,11 @@ class RuleMode(StrEnum):
 
 
 class Rule(TenantOwned, Base):
-    """A tenant's detection rule for one exception type; a change is a new version, never an edit."""
+    """A tenant's detection rule for one exception type; a change is a new version row, never an edit.
+
+    The rule in force for ``(exception_type, name)`` is its highest version. ``scope`` narrows the shipments
+    it applies to (modes, carriers, lanes, accounts, SLA tiers); ``parameters`` are the type's thresholds.
+    """
 
     __tablename__ = "rule"
 
@@ -76,10 +85,44 @@ class Rule(TenantOwned, Base):
     mode: Mapped[str] = mapped_column(String(16), default=RuleMode.ENABLED)
     scope: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     parameters: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    created_by: Mapped[str | None] = mapped_column(Text, nullable=True)  # the principal's subject
 
     __table_args__ = (
         UniqueConstraint("tenant_id", "exception_type", "name", "version"),
         CheckConstraint(sql_in("mode", RuleMode), name="mode"),
+        CheckConstraint("version >= 1", name="version"),
+    )
+
+
+class GroupStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class ExceptionGroup(TenantOwned, Base):
+    """Exceptions with one cause (a vessel voyage, a port, a carrier, a disruption notice), handled once."""
+
+    __tablename__ = "exception_group"
+
+    cause_kind: Mapped[str] = mapped_column(String(24))
+    cause_key: Mapped[str] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=GroupStatus.OPEN)
+    first_seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    snoozed_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (
+        CheckConstraint(sql_in("status", GroupStatus), name="status"),
+        Index(
+            "uq_exception_group_open_cause",
+            "tenant_id",
+            "cause_kind",
+            "cause_key",
+            unique=True,
+            postgresql_where=text("status = 'open'"),
+        ),
     )
 
 
@@ -89,28 +132,42 @@ class ShipmentException(TenantOwned, Base):
     __tablename__ = "shipment_exception"
 
     shipment_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    account_id: Mapped[uuid.UUID] = mapped_column(Uuid)  # the shipment's, so shippers see their own
     exception_type: Mapped[str] = mapped_column(String(48))
     category: Mapped[str] = mapped_column(String(24))
     milestone_code: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # raised by a shadow rule: recorded for comparison, never notified, not in anyone's queue
+    shadow: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     status: Mapped[str] = mapped_column(String(16), default=ExceptionStatus.OPEN)
     severity: Mapped[str] = mapped_column(String(16))
+    priority_score: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     rule_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     rule_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    group_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     explanation: Mapped[str] = mapped_column(Text)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    # a hash of the facts behind the finding: a new occurrence is counted only when it changes
+    fingerprint: Mapped[str] = mapped_column(String(64), default="", server_default="")
     occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     first_seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     assignee_user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     assignee_team_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     snoozed_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    resolution_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), default=utcnow, onupdate=utcnow
+    )
 
     __table_args__ = (
         ForeignKeyConstraint(
             ["tenant_id", "shipment_id"], ["shipment.tenant_id", "shipment.id"], ondelete="CASCADE"
         ),
+        ForeignKeyConstraint(["tenant_id", "account_id"], ["account.tenant_id", "account.id"]),
         ForeignKeyConstraint(["tenant_id", "rule_id"], ["rule.tenant_id", "rule.id"]),
+        ForeignKeyConstraint(["tenant_id", "group_id"], ["exception_group.tenant_id", "exception_group.id"]),
         ForeignKeyConstraint(["tenant_id", "assignee_user_id"], ["app_user.tenant_id", "app_user.id"]),
         ForeignKeyConstraint(["tenant_id", "assignee_team_id"], ["team.tenant_id", "team.id"]),
         CheckConstraint(sql_in("category", Category), name="category"),
@@ -122,11 +179,15 @@ class ShipmentException(TenantOwned, Base):
             "shipment_id",
             "exception_type",
             text("coalesce(milestone_code, '')"),
+            "shadow",
             unique=True,
             postgresql_where=text(f"NOT ({sql_in('status', CLOSED_STATUSES)})"),
         ),
         Index("ix_shipment_exception_shipment", "tenant_id", "shipment_id"),
         Index("ix_shipment_exception_queue", "tenant_id", "status", "severity", "last_seen_at"),
+        Index(
+            "ix_shipment_exception_group", "tenant_id", "group_id", postgresql_where="group_id IS NOT NULL"
+        ),
     )
 
 
@@ -154,3 +215,52 @@ class ExceptionActivity(TenantOwned, Base):
         CheckConstraint("actor_kind IN ('user', 'system', 'api_client')", name="actor_kind"),
         Index("ix_exception_activity_exception", "tenant_id", "exception_id", "created_at"),
     )
+
+
+class NoticeCause(StrEnum):
+    WEATHER = "weather"
+    PORT_CONGESTION = "port_congestion"
+    STRIKE = "strike"
+    CARRIER = "carrier"
+    OTHER = "other"
+
+
+class NoticeColumns:
+    """A disruption: a cause at a place over a time window, applied to every shipment passing there then."""
+
+    cause: Mapped[str] = mapped_column(String(24))
+    title: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    location_locode: Mapped[str] = mapped_column(String(5))
+    starts_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    source: Mapped[str] = mapped_column(String(32), default="api")  # api, cli, or the feed it came from
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+def _notice_checks() -> tuple[CheckConstraint, ...]:
+    return (
+        CheckConstraint(sql_in("cause", NoticeCause), name="cause"),
+        CheckConstraint("ends_at > starts_at", name="window"),
+        CheckConstraint(f"location_locode {LOCODE_CHECK}", name="location_locode"),
+    )
+
+
+class DisruptionNotice(NoticeColumns, TenantOwned, Base):
+    """A tenant's own disruption notice."""
+
+    __tablename__ = "disruption_notice"
+    __table_args__ = (*_notice_checks(), Index("ix_disruption_notice_place", "tenant_id", "location_locode"))
+
+
+class GlobalDisruptionNotice(NoticeColumns, Base):
+    """A platform-wide notice (a typhoon, a port strike) that applies to every tenant's shipments."""
+
+    __tablename__ = "global_disruption_notice"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), default=utcnow
+    )
+
+    __table_args__ = (*_notice_checks(), Index("ix_global_disruption_notice_place", "location_locode"))

@@ -32,4 +32,6 @@ class OutboxMessage(Base):
     )
     dispatched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
-    __table_args__ = (Index("ix_outbox_pending", "id", postgresql_where="dispatched_at IS NULL"),)
+    __table_args__ = (
+        Index("ix_outbox_pending", "tenant_id", "id", postgresql_where="dispatched_at IS NULL"),
+    )

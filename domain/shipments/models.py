@@ -104,6 +104,9 @@ class Shipment(TenantOwned, Base):
     declared_value: Mapped[Decimal | None] = mapped_column(Numeric(14, 2), nullable=True)
     declared_value_currency: Mapped[str | None] = mapped_column(String(3), nullable=True)
     priority: Mapped[str] = mapped_column(String(16), default=Priority.NORMAL)
+    # when detection must look again without a new event (a deadline passing); the sweep reads this index
+    next_check_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    evaluated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), default=utcnow, onupdate=utcnow
     )
@@ -121,6 +124,7 @@ class Shipment(TenantOwned, Base):
         ),
         Index("ix_shipment_page", "tenant_id", "created_at", "id"),
         Index("ix_shipment_account", "tenant_id", "account_id", "created_at"),
+        Index("ix_shipment_due", "tenant_id", "next_check_at", postgresql_where="next_check_at IS NOT NULL"),
     )
 
 

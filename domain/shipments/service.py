@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.columns import utcnow
 from domain.db import TenantScope
 from domain.shipments.models import (
     Leg,
@@ -103,6 +104,7 @@ async def create_shipment(session: AsyncSession, scope: TenantScope, draft: Ship
         declared_value=draft.declared_value,
         declared_value_currency=draft.declared_value_currency,
         priority=draft.priority,
+        next_check_at=utcnow(),  # a new shipment is due for detection: the next sweep evaluates it
     )
     session.add(shipment)
     # the shipment row must exist before rows that reference it (no ORM relationships to order inserts)

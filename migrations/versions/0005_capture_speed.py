@@ -4,7 +4,7 @@ Rows written before this revision have no winners recorded; the service notices 
 event's key) and rebuilds such a shipment from its events the next time one arrives.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-21 15:30:00.000000
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

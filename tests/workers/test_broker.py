@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import os
 import signal
 import subprocess
@@ -40,7 +41,10 @@ from workers import broker as broker_module
 from workers.actors import advance_feed
 from workers.broker import WorkerDatabase, actor, create_broker, current_broker, start_in_process_worker
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# a Redis database of this checkout's own (1-15, from its path): two checkouts testing at once on one
+# machine would otherwise take each other's messages off the shared queues
+_CHECKOUT_DB = 1 + int(hashlib.sha256(str(Path(__file__).resolve().parent).encode()).hexdigest(), 16) % 15
+REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_CHECKOUT_DB}")
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
 

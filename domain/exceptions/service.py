@@ -1,0 +1,740 @@
+"""Detection use cases: evaluate shipments, sweep what is due, manage rules and notices, backtest. Flush only.
+
+``evaluate_shipments`` is the one path from state to stored exceptions: the event-driven actor (after every
+timeline change, via the outbox), the sweep (``next_check_at`` due), a new disruption notice and a rule
+change all end there. Shipments are locked in id order for the evaluation, so two evaluations of one
+shipment serialise and the partial unique index on open keys never sees a race.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.db import TenantScope, scoped
+from domain.documents.models import ShipmentDocument
+from domain.exceptions import repository
+from domain.exceptions.models import (
+    DisruptionNotice,
+    ExceptionActivity,
+    ExceptionGroup,
+    ExceptionStatus,
+    GlobalDisruptionNotice,
+    NoticeCause,
+    Rule,
+    RuleMode,
+    ShipmentException,
+)
+from domain.exceptions.reconcile import DEFAULT_REOPEN_WINDOW, Change, ChangeKind, reconcile
+from domain.exceptions.rules import SCOPE_KEYS, Cause, RuleConfig, RuledFinding, evaluate
+from domain.exceptions.taxonomy import (
+    DEFAULT_RULES,
+    TYPES,
+    ExceptionType,
+    ParameterError,
+    validate_parameters,
+)
+from domain.outbox.models import OutboxMessage
+from domain.shipments.models import Shipment
+
+SWEEP_BATCH = 500
+
+
+class DetectionError(ValueError):
+    """A request detection cannot honour: the message says which field and why."""
+
+
+# --- rules ---------------------------------------------------------------------------------------------
+
+
+async def ensure_default_rules(session: AsyncSession, scope: TenantScope) -> None:
+    """Give a tenant without any rule the default rule set (new tenants; tenants from before detection)."""
+    existing = await session.execute(scoped(select(Rule.id), Rule, scope).limit(1))
+    if existing.first() is not None:
+        return
+    session.add_all(
+        Rule(
+            tenant_id=scope.tenant_id,
+            exception_type=default.exception_type,
+            name=default.name,
+            version=1,
+            mode=RuleMode.ENABLED,
+            parameters=validate_parameters(default.exception_type, default.parameters),
+            scope=dict(default.scope),
+            description=TYPES[default.exception_type].description,
+            created_by="system",
+        )
+        for default in DEFAULT_RULES
+    )
+    await session.flush()
+
+
+async def rules_in_force(session: AsyncSession, scope: TenantScope) -> list[RuleConfig]:
+    await ensure_default_rules(session, scope)
+    return await repository.rule_configs(session, scope)
+
+
+@dataclass(frozen=True)
+class RuleDraft:
+    exception_type: str
+    name: str = "default"
+    mode: str = RuleMode.ENABLED
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    scope: Mapping[str, Any] = field(default_factory=dict)
+    description: str | None = None
+
+
+def check_rule(draft: RuleDraft) -> RuleConfig:
+    """The draft as the engine would run it, or a :class:`DetectionError` naming the field at fault."""
+    try:
+        exception_type = ExceptionType(draft.exception_type)
+    except ValueError:
+        raise DetectionError(
+            f"exceptionType: unknown type {draft.exception_type!r}; known: {', '.join(ExceptionType)}"
+        ) from None
+    try:
+        mode = RuleMode(draft.mode)
+    except ValueError:
+        raise DetectionError(f"mode: {draft.mode!r} is not one of {', '.join(RuleMode)}") from None
+    name = draft.name.strip()
+    if not name or len(name) > 100:
+        raise DetectionError("name: needs 1-100 characters")
+    try:
+        parameters = validate_parameters(exception_type, draft.parameters)
+    except ParameterError as error:
+        raise DetectionError(f"parameters: {error}") from None
+    unknown = sorted(set(draft.scope) - set(SCOPE_KEYS))
+    if unknown:
+        raise DetectionError(f"scope: unknown key(s) {', '.join(unknown)}; known: {', '.join(SCOPE_KEYS)}")
+    for key, values in draft.scope.items():
+        if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+            raise DetectionError(f"scope.{key}: expected a list of non-empty strings")
+    return RuleConfig(None, exception_type, name, 0, mode, parameters, dict(draft.scope))
+
+
+async def upsert_rule(session: AsyncSession, scope: TenantScope, draft: RuleDraft, *, actor: str) -> Rule:
+    """A new version of the rule ``(type, name)`` (version 1 when new). Versions are never edited, so every
+    exception keeps pointing at the exact rule that raised it. The tenant's shipments are re-checked at the
+    next sweep (``next_check_at`` set to now for those the rule's scope may cover)."""
+    config = check_rule(draft)
+    await ensure_default_rules(session, scope)
+    latest = (
+        await session.execute(
+            scoped(select(Rule), Rule, scope)
+            .where(Rule.exception_type == config.exception_type, Rule.name == config.name)
+            .order_by(Rule.version.desc())
+            .limit(1)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    rule = Rule(
+        tenant_id=scope.tenant_id,
+        exception_type=config.exception_type,
+        name=config.name,
+        version=(latest.version + 1) if latest else 1,
+        mode=config.mode,
+        parameters=dict(config.parameters),
+        scope=dict(config.scope),
+        description=draft.description
+        if draft.description is not None
+        else (latest.description if latest else TYPES[config.exception_type].description),
+        created_by=actor,
+    )
+    session.add(rule)
+    await session.flush()
+    await _recheck_soon(session, scope)
+    return rule
+
+
+async def _recheck_soon(session: AsyncSession, scope: TenantScope) -> None:
+    """Make every unfinished shipment due, so a rule change applies at the next sweep (in batches)."""
+    await session.execute(
+        text(
+            "UPDATE shipment SET next_check_at = now() "
+            "WHERE tenant_id = :tenant_id AND status NOT IN ('delivered', 'cancelled')"
+        ),
+        {"tenant_id": scope.tenant_id},
+    )
+
+
+# --- evaluation ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvaluationReport:
+    evaluated: int = 0
+    changes: Counter[str] = field(default_factory=Counter)
+    shadow_changes: Counter[str] = field(default_factory=Counter)
+
+
+async def evaluate_shipments(
+    session: AsyncSession,
+    scope: TenantScope,
+    shipment_ids: Sequence[uuid.UUID],
+    *,
+    now: dt.datetime,
+    reopen_window: dt.timedelta = DEFAULT_REOPEN_WINDOW,
+) -> EvaluationReport:
+    """Evaluate these shipments now and bring their exceptions in line with what the rules find."""
+    report = EvaluationReport()
+    ids = sorted(set(shipment_ids))
+    if not ids:
+        return report
+    await session.execute(
+        scoped(select(Shipment.id), Shipment, scope)
+        .where(Shipment.id.in_(ids))
+        .order_by(Shipment.id)
+        .with_for_update(key_share=True)
+    )
+    rules = await rules_in_force(session, scope)
+    states = await repository.load_states(session, scope, ids)
+    rows = await repository.exceptions_of(session, scope, [s.id for s in states])
+    by_shipment: dict[uuid.UUID, list[ShipmentException]] = {}
+    for row in rows:
+        by_shipment.setdefault(row.shipment_id, []).append(row)
+    writer = _Writer(session, scope, now)
+    schedule: list[tuple[uuid.UUID, dt.datetime | None]] = []
+    for state in states:
+        evaluation = evaluate(state, rules, now)
+        existing = by_shipment.get(state.id, [])
+        changes = reconcile(
+            [repository.record_of(r) for r in existing],
+            evaluation.findings,
+            evaluation.shadow,
+            evaluation.evaluated,
+            evaluation.shadow_evaluated,
+            now,
+            reopen_window,
+        )
+        rows_by_id = {r.id: r for r in existing}
+        for change in changes:
+            await writer.apply(state.id, state.account_id, change, rows_by_id)
+            shadow = change.record.shadow if change.record else False
+            (report.shadow_changes if shadow else report.changes)[change.kind] += 1
+        schedule.append((state.id, evaluation.next_check_at))
+        report.evaluated += 1
+    await writer.flush()
+    await session.execute(
+        text(
+            """
+            UPDATE shipment AS s SET next_check_at = u.next_check_at, evaluated_at = :now
+            FROM unnest(CAST(:ids AS uuid[]), CAST(:due AS timestamptz[])) AS u(id, next_check_at)
+            WHERE s.tenant_id = :tenant_id AND s.id = u.id
+            """
+        ),
+        {
+            "tenant_id": scope.tenant_id,
+            "now": now,
+            "ids": [i for i, _ in schedule],
+            "due": [d for _, d in schedule],
+        },
+    )
+    return report
+
+
+class _Writer:
+    """Applies reconciliation changes: exception rows, their activity entries, groups and outbox rows."""
+
+    def __init__(self, session: AsyncSession, scope: TenantScope, now: dt.datetime) -> None:
+        self.session = session
+        self.scope = scope
+        self.now = now
+        self.groups: dict[tuple[str, str], tuple[uuid.UUID, dt.datetime | None]] = {}
+        self.activities: list[dict[str, Any]] = []
+        self.outbox: list[dict[str, Any]] = []
+
+    async def apply(
+        self,
+        shipment_id: uuid.UUID,
+        account_id: uuid.UUID,
+        change: Change,
+        rows: Mapping[uuid.UUID, ShipmentException],
+    ) -> None:
+        row = rows[change.record.id] if change.record else None
+        finding = change.finding
+        if change.kind == ChangeKind.AUTO_RESOLVE:
+            assert row is not None
+            self._activity(row, "auto_resolved", row.status, ExceptionStatus.AUTO_RESOLVED, change.reason)
+            row.status = ExceptionStatus.AUTO_RESOLVED
+            row.resolved_at = self.now
+            row.resolution_reason = change.reason
+            row.snoozed_until = None
+            self._publish("exception.auto_resolved", row)
+            return
+        assert finding is not None
+        if row is None:
+            row = ShipmentException(
+                tenant_id=self.scope.tenant_id,
+                id=uuid.uuid4(),
+                shipment_id=shipment_id,
+                account_id=account_id,
+                exception_type=finding.finding.type,
+                milestone_code=finding.finding.key,
+                shadow=finding.rule.mode == RuleMode.SHADOW,
+                status=ExceptionStatus.OPEN,
+                occurrences=0,
+                reopen_count=0,
+                first_seen_at=self.now,
+            )
+            self._fill(row, finding, new_occurrence=True)
+            group = await self._group(finding.finding.cause) if not row.shadow else None
+            if group is not None:
+                row.group_id, snoozed_until = group
+                if snoozed_until is not None and snoozed_until > self.now:
+                    row.status, row.snoozed_until = ExceptionStatus.SNOOZED, snoozed_until
+            self.session.add(row)  # written with the others at flush(): one round trip, not one per row
+            self._activity(row, "opened", None, row.status, finding.finding.explanation)
+            self._publish("exception.opened", row)
+            return
+        before = (row.severity, row.fingerprint)
+        self._fill(row, finding, new_occurrence=change.new_occurrence)
+        if change.kind == ChangeKind.UNSNOOZE:
+            self._activity(row, "unsnoozed", row.status, ExceptionStatus.OPEN, "the snooze expired")
+            row.status, row.snoozed_until = ExceptionStatus.OPEN, None
+            self._publish("exception.updated", row)
+        elif change.kind == ChangeKind.REOPEN:
+            self._activity(row, "reopened", row.status, ExceptionStatus.REOPENED, finding.finding.explanation)
+            row.status = ExceptionStatus.REOPENED
+            row.resolved_at = row.resolution_reason = None
+            row.reopen_count += 1
+            self._publish("exception.reopened", row)
+        elif (row.severity, row.fingerprint) != before:
+            if change.new_occurrence:
+                self._activity(row, "occurred", row.status, row.status, finding.finding.explanation)
+            self._publish("exception.updated", row)
+
+    def _fill(self, row: ShipmentException, finding: RuledFinding, *, new_occurrence: bool) -> None:
+        row.category = finding.category
+        row.severity = finding.severity
+        row.priority_score = finding.priority_score
+        row.rule_id = finding.rule.id
+        row.rule_version = finding.rule.version
+        row.explanation = finding.finding.explanation
+        row.evidence = finding.evidence
+        row.fingerprint = finding.finding.fingerprint
+        row.last_seen_at = self.now
+        if new_occurrence:
+            row.occurrences = (row.occurrences or 0) + 1
+
+    async def _group(self, cause: Cause | None) -> tuple[uuid.UUID, dt.datetime | None] | None:
+        if cause is None:
+            return None
+        key = (cause.kind, cause.key)
+        if key not in self.groups:
+            statement = text(
+                """
+                INSERT INTO exception_group AS g
+                    (tenant_id, id, cause_kind, cause_key, title, status, first_seen_at, last_seen_at)
+                VALUES (:tenant_id, :id, :kind, :key, :title, 'open', :now, :now)
+                ON CONFLICT (tenant_id, cause_kind, cause_key) WHERE status = 'open'
+                DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at
+                RETURNING g.id, g.snoozed_until
+                """
+            )
+            row = (
+                await self.session.execute(
+                    statement,
+                    {
+                        "tenant_id": self.scope.tenant_id,
+                        "id": uuid.uuid4(),
+                        "kind": cause.kind,
+                        "key": cause.key,
+                        "title": cause.title,
+                        "now": self.now,
+                    },
+                )
+            ).one()
+            self.groups[key] = (row.id, row.snoozed_until)
+        return self.groups[key]
+
+    def _activity(
+        self, row: ShipmentException, kind: str, before: str | None, after: str | None, note: str | None
+    ) -> None:
+        self.activities.append(
+            {
+                "tenant_id": self.scope.tenant_id,
+                "id": uuid.uuid4(),
+                "exception_id": row.id,
+                "actor_kind": "system",
+                "kind": kind,
+                "from_status": before,
+                "to_status": after,
+                "note": note,
+                "data": {"fingerprint": row.fingerprint, "severity": row.severity},
+                "created_at": self.now,
+            }
+        )
+
+    def _publish(self, topic: str, row: ShipmentException) -> None:
+        if row.shadow:
+            return  # shadow findings are recorded for comparison, never announced
+        self.outbox.append(
+            {
+                "tenant_id": self.scope.tenant_id,
+                "topic": topic,
+                "payload": {
+                    "exception_id": str(row.id),
+                    "shipment_id": str(row.shipment_id),
+                    "account_id": str(row.account_id),
+                    "type": row.exception_type,
+                    "status": row.status,
+                    "severity": row.severity,
+                },
+            }
+        )
+
+    async def flush(self) -> None:
+        await self.session.flush()  # exceptions first: activities point at them
+        if self.activities:
+            await self.session.execute(insert(ExceptionActivity), self.activities)
+        if self.outbox:
+            await self.session.execute(insert(OutboxMessage), self.outbox)
+
+
+# --- the sweep -----------------------------------------------------------------------------------------
+
+
+async def sweep(
+    session: AsyncSession, scope: TenantScope, *, now: dt.datetime, limit: int = SWEEP_BATCH
+) -> EvaluationReport:
+    """Evaluate up to ``limit`` shipments whose ``next_check_at`` is due. Its cost follows the due rows
+    (an index range scan), not the number of shipments; concurrent sweeps skip each other's rows."""
+    due = await repository.due_shipments(session, scope, now, limit)
+    return await evaluate_shipments(session, scope, due, now=now)
+
+
+# --- notices and documents -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NoticeDraft:
+    cause: str
+    title: str
+    location_locode: str
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    description: str = ""
+    source: str = "api"
+
+
+def _check_notice(draft: NoticeDraft) -> None:
+    if draft.cause not in set(NoticeCause):
+        raise DetectionError(f"cause: {draft.cause!r} is not one of {', '.join(NoticeCause)}")
+    if not draft.title.strip() or len(draft.title) > 200:
+        raise DetectionError("title: needs 1-200 characters")
+    if not (
+        len(draft.location_locode) == 5
+        and draft.location_locode.isalnum()
+        and draft.location_locode.isupper()
+    ):
+        raise DetectionError(f"locationLocode: {draft.location_locode!r} is not a UN/LOCODE")
+    for name in ("starts_at", "ends_at"):
+        if getattr(draft, name).tzinfo is None:
+            raise DetectionError(f"{name}: a time needs a UTC offset")
+    if draft.ends_at <= draft.starts_at:
+        raise DetectionError("endsAt: must be after startsAt")
+
+
+async def create_notice(session: AsyncSession, scope: TenantScope, draft: NoticeDraft) -> DisruptionNotice:
+    """A tenant's disruption notice; the shipments passing its place are re-checked at once (outbox)."""
+    _check_notice(draft)
+    notice = DisruptionNotice(tenant_id=scope.tenant_id, **_notice_fields(draft))
+    session.add(notice)
+    await session.flush()
+    await request_evaluation(
+        session, scope, await repository.shipments_passing(session, scope, notice.location_locode)
+    )
+    return notice
+
+
+async def create_global_notice(session: AsyncSession, draft: NoticeDraft) -> GlobalDisruptionNotice:
+    """A platform-wide notice. Every tenant's shipments passing there are re-checked by the next sweep of
+    each tenant (``mark_passing_due``), since no single transaction may touch several tenants."""
+    _check_notice(draft)
+    notice = GlobalDisruptionNotice(**_notice_fields(draft))
+    session.add(notice)
+    await session.flush()
+    return notice
+
+
+def _notice_fields(draft: NoticeDraft) -> dict[str, Any]:
+    return {
+        "cause": draft.cause,
+        "title": draft.title.strip(),
+        "description": draft.description,
+        "location_locode": draft.location_locode,
+        "starts_at": draft.starts_at,
+        "ends_at": draft.ends_at,
+        "source": draft.source,
+    }
+
+
+async def mark_passing_due(session: AsyncSession, scope: TenantScope, locode: str, now: dt.datetime) -> int:
+    """Make this tenant's unfinished shipments passing ``locode`` due now (a global notice was created)."""
+    ids = await repository.shipments_passing(session, scope, locode)
+    if ids:
+        await session.execute(
+            text("UPDATE shipment SET next_check_at = :now WHERE tenant_id = :tenant_id AND id = ANY(:ids)"),
+            {"now": now, "tenant_id": scope.tenant_id, "ids": ids},
+        )
+    return len(ids)
+
+
+async def record_document(
+    session: AsyncSession,
+    scope: TenantScope,
+    shipment_id: uuid.UUID,
+    document_type: str,
+    *,
+    received_at: dt.datetime,
+    source: str = "api",
+    reference: str | None = None,
+) -> ShipmentDocument:
+    """A document received for a shipment (the latest receipt of a type wins); the shipment is re-checked."""
+    kind = document_type.strip().lower()
+    if not kind or len(kind) > 48 or not kind.replace("_", "").isalnum():
+        raise DetectionError(f"documentType: {document_type!r} must be 1-48 letters, digits or underscores")
+    shipment = await session.execute(
+        scoped(select(Shipment.id), Shipment, scope).where(Shipment.id == shipment_id)
+    )
+    if shipment.scalar_one_or_none() is None:
+        raise DetectionError(f"shipmentId: shipment {shipment_id} not found")
+    existing = (
+        await session.execute(
+            scoped(select(ShipmentDocument), ShipmentDocument, scope).where(
+                ShipmentDocument.shipment_id == shipment_id, ShipmentDocument.document_type == kind
+            )
+        )
+    ).scalar_one_or_none()
+    document = existing or ShipmentDocument(
+        tenant_id=scope.tenant_id, shipment_id=shipment_id, document_type=kind
+    )
+    document.received_at, document.source, document.reference = received_at, source, reference
+    session.add(document)
+    await session.flush()
+    await request_evaluation(session, scope, [shipment_id])
+    return document
+
+
+async def request_evaluation(
+    session: AsyncSession, scope: TenantScope, shipment_ids: Sequence[uuid.UUID]
+) -> None:
+    """Ask for these shipments to be evaluated after this transaction commits (an outbox row per shipment,
+    the same topic capture writes after a timeline change)."""
+    if shipment_ids:
+        await session.execute(
+            insert(OutboxMessage),
+            [
+                {
+                    "tenant_id": scope.tenant_id,
+                    "topic": "shipment.timeline_changed",
+                    "payload": {"shipment_id": str(i), "reason": "re-evaluate"},
+                }
+                for i in shipment_ids
+            ],
+        )
+
+
+# --- snooze --------------------------------------------------------------------------------------------
+
+
+async def snooze_group(
+    session: AsyncSession, scope: TenantScope, group_id: uuid.UUID, until: dt.datetime, *, now: dt.datetime
+) -> int:
+    """Snooze every open exception of a cause group until ``until`` — and the ones that join it meanwhile."""
+    if until <= now:
+        raise DetectionError("until: must be in the future")
+    group = (
+        await session.execute(
+            scoped(select(ExceptionGroup), ExceptionGroup, scope).where(ExceptionGroup.id == group_id)
+        )
+    ).scalar_one_or_none()
+    if group is None:
+        raise DetectionError(f"groupId: group {group_id} not found")
+    group.snoozed_until = until
+    members = (
+        await session.execute(
+            scoped(select(ShipmentException), ShipmentException, scope).where(
+                ShipmentException.group_id == group_id,
+                ShipmentException.status.in_([ExceptionStatus.OPEN, ExceptionStatus.REOPENED]),
+            )
+        )
+    ).scalars()
+    count = 0
+    for row in members:
+        session.add(
+            ExceptionActivity(
+                tenant_id=scope.tenant_id,
+                exception_id=row.id,
+                actor_kind="system",
+                kind="snoozed",
+                from_status=row.status,
+                to_status=ExceptionStatus.SNOOZED,
+                note=f"group snoozed until {until.isoformat()}",
+                data={"group_id": str(group_id)},
+            )
+        )
+        row.status, row.snoozed_until = ExceptionStatus.SNOOZED, until
+        count += 1
+    await session.flush()
+    return count
+
+
+async def snooze_exception(
+    session: AsyncSession,
+    scope: TenantScope,
+    exception_id: uuid.UUID,
+    until: dt.datetime,
+    *,
+    now: dt.datetime,
+    actor_user_id: uuid.UUID | None = None,
+    note: str | None = None,
+) -> ShipmentException:
+    """Quiet an open exception until ``until``; if the condition still holds then, it opens again."""
+    if until <= now:
+        raise DetectionError("until: must be in the future")
+    row = (
+        await session.execute(
+            scoped(select(ShipmentException), ShipmentException, scope).where(
+                ShipmentException.id == exception_id
+            )
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        raise DetectionError(f"id: exception {exception_id} not found")
+    if row.status in (ExceptionStatus.RESOLVED, ExceptionStatus.AUTO_RESOLVED, ExceptionStatus.CLOSED):
+        raise DetectionError(f"id: a {row.status} exception cannot be snoozed")
+    session.add(
+        ExceptionActivity(
+            tenant_id=scope.tenant_id,
+            exception_id=row.id,
+            actor_kind="user" if actor_user_id else "system",
+            actor_user_id=actor_user_id,
+            kind="snoozed",
+            from_status=row.status,
+            to_status=ExceptionStatus.SNOOZED,
+            note=note,
+            data={"until": until.isoformat()},
+        )
+    )
+    row.status, row.snoozed_until = ExceptionStatus.SNOOZED, until
+    await session.flush()
+    return row
+
+
+# --- backtest ------------------------------------------------------------------------------------------
+
+MAX_BACKTEST_SHIPMENTS = 5_000
+MAX_BACKTEST_CHECKPOINTS = 400
+
+
+@dataclass(frozen=True)
+class BacktestExample:
+    shipment_id: uuid.UUID
+    exception_type: str
+    key: str | None
+    severity: str
+    first_raised_at: dt.datetime
+    explanation: str
+
+
+@dataclass
+class BacktestReport:
+    """What a rule would have raised over a past window (nothing is written)."""
+
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    checkpoints: int
+    shipments: int
+    raised: Counter[str] = field(default_factory=Counter)  # by exception type
+    by_severity: Counter[str] = field(default_factory=Counter)
+    current_raised: Counter[str] = field(default_factory=Counter)  # the version in force, same window
+    examples: list[BacktestExample] = field(default_factory=list)
+
+
+async def backtest(
+    session: AsyncSession,
+    scope: TenantScope,
+    candidate: RuleDraft,
+    *,
+    starts_at: dt.datetime,
+    ends_at: dt.datetime,
+    step: dt.timedelta = dt.timedelta(hours=6),
+    max_examples: int = 10,
+) -> BacktestReport:
+    """Replay detection with ``candidate`` over ``[starts_at, ends_at]``, every ``step``, on the shipments
+    active then, each seen as it was known at the checkpoint (events and documents received by then).
+
+    Counted once per (shipment, type, key), at the first checkpoint that raises it, so the figures are what
+    people would have seen opened — for the candidate and for the version in force now (for comparison).
+    The candidate runs as if enabled, whatever its mode.
+    """
+    config = check_rule(candidate)
+    if ends_at <= starts_at:
+        raise DetectionError("endsAt: must be after startsAt")
+    if step < dt.timedelta(minutes=15):
+        raise DetectionError("step: at least 15 minutes")
+    checkpoints = [starts_at + i * step for i in range(int((ends_at - starts_at) / step) + 1)]
+    if checkpoints[-1] < ends_at:
+        checkpoints.append(ends_at)
+    if len(checkpoints) > MAX_BACKTEST_CHECKPOINTS:
+        raise DetectionError(
+            f"step: {len(checkpoints)} checkpoints; at most {MAX_BACKTEST_CHECKPOINTS} (widen step)"
+        )
+    candidate_config = RuleConfig(
+        None, config.exception_type, config.name, 0, RuleMode.ENABLED, config.parameters, config.scope
+    )
+    current = [
+        r
+        for r in await rules_in_force(session, scope)
+        if r.exception_type == config.exception_type and r.name == config.name and r.mode != RuleMode.DISABLED
+    ]
+    current = [
+        RuleConfig(r.id, r.exception_type, r.name, r.version, RuleMode.ENABLED, r.parameters, r.scope)
+        for r in current
+    ]
+    ids = await repository.shipments_active_between(
+        session, scope, starts_at, ends_at, limit=MAX_BACKTEST_SHIPMENTS
+    )
+    report = BacktestReport(starts_at, ends_at, len(checkpoints), len(ids))
+    seen: set[tuple[uuid.UUID, str, str | None]] = set()
+    seen_current: set[tuple[uuid.UUID, str, str | None]] = set()
+    for at in checkpoints:
+        for batch in range(0, len(ids), SWEEP_BATCH):
+            for state in await repository.load_states(
+                session, scope, ids[batch : batch + SWEEP_BATCH], as_of=at
+            ):
+                if state.created_at > at:
+                    continue
+                for finding in evaluate(state, [candidate_config], at).findings:
+                    key = (state.id, finding.finding.type, finding.finding.key)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    report.raised[finding.finding.type] += 1
+                    report.by_severity[finding.severity] += 1
+                    if len(report.examples) < max_examples:
+                        report.examples.append(
+                            BacktestExample(
+                                state.id,
+                                finding.finding.type,
+                                finding.finding.key,
+                                finding.severity,
+                                at,
+                                finding.finding.explanation,
+                            )
+                        )
+                if current:
+                    for finding in evaluate(state, current, at).findings:
+                        key = (state.id, finding.finding.type, finding.finding.key)
+                        if key not in seen_current:
+                            seen_current.add(key)
+                            report.current_raised[finding.finding.type] += 1
+    return report
