@@ -2,8 +2,10 @@
 
 Every event path ends in :func:`store_events`: the ingest endpoints, ``milepost import``, replays and the
 demo feed. It resolves codes through the tenant's mapping table, derives each event's dedup key, matches
-events to shipments by their references (or parks them), writes them in one statement and rebuilds the
-timelines it touched from *all* their events, so arrival order never matters. Services flush only.
+events to shipments by their references (or parks them), writes them in one statement and brings the
+timelines it touched up to date — advanced from their milestones' winning events, or rebuilt from *all*
+their events when one may have been replaced or withdrawn — so arrival order never matters. Services flush
+only.
 """
 
 from __future__ import annotations

@@ -109,21 +109,27 @@ def test_repeated_codes_match_by_location_and_unplanned_codes_are_appended_in_ti
     ]
 
 
-events = st.lists(
-    st.builds(
-        ev,
-        key=st.text(alphabet="abcdef", min_size=1, max_size=4),
-        classifier=st.sampled_from([ACT, EST, PLN]),
-        milestone=st.sampled_from(
-            ["DEPARTED", "ARRIVED", "DELIVERED", "CUSTOMS_HOLD", "TRANSSHIPMENT_ARRIVED"]
+def timeline_events(*, hours: int, versions: int, max_size: int) -> st.SearchStrategy[list[TimelineEvent]]:
+    return st.lists(
+        st.builds(
+            ev,
+            key=st.text(alphabet="abcdefgh", min_size=1, max_size=4),
+            classifier=st.sampled_from([ACT, EST, PLN]),
+            milestone=st.sampled_from(
+                ["DEPARTED", "ARRIVED", "DELIVERED", "CUSTOMS_HOLD", "TRANSSHIPMENT_ARRIVED"]
+            ),
+            at=st.integers(0, hours).map(lambda h: T + h * H),
+            location_locode=st.sampled_from([None, "SGSIN", "NLRTM", "LKCMB"]),
+            version=st.one_of(st.none(), st.integers(0, versions).map(lambda h: T + h * H)),
+            source=st.sampled_from(["dcsa", "x12"]),
+            utc_offset_minutes=st.sampled_from([None, 60, 480]),
         ),
-        at=st.integers(0, 1000).map(lambda h: T + h * H),
-        location_locode=st.sampled_from([None, "SGSIN", "NLRTM", "LKCMB"]),
-        version=st.one_of(st.none(), st.integers(0, 50).map(lambda h: T + h * H)),
-    ),
-    max_size=25,
-    unique_by=lambda e: e.key,
-)
+        max_size=max_size,
+        unique_by=lambda e: e.key,
+    )
+
+
+events = timeline_events(hours=1000, versions=50, max_size=25)
 
 
 @given(events, st.randoms())
@@ -145,23 +151,7 @@ TWICE = [
     PlanStep("DELIVERED", 6),
 ]
 PLANNED_CODES = {step.code for step in TWICE}
-more_events = st.lists(
-    st.builds(
-        ev,
-        key=st.text(alphabet="abcdefgh", min_size=1, max_size=4),
-        classifier=st.sampled_from([ACT, EST, PLN]),
-        milestone=st.sampled_from(
-            ["DEPARTED", "ARRIVED", "DELIVERED", "TRANSSHIPMENT_ARRIVED", "CUSTOMS_HOLD"]
-        ),
-        at=st.integers(0, 60).map(lambda h: T + h * H),  # few instants: ties are common
-        location_locode=st.sampled_from([None, "SGSIN", "NLRTM", "LKCMB"]),
-        version=st.one_of(st.none(), st.integers(0, 5).map(lambda h: T + h * H)),
-        source=st.sampled_from(["dcsa", "x12"]),
-        utc_offset_minutes=st.sampled_from([None, 60, 480]),
-    ),
-    max_size=30,
-    unique_by=lambda e: e.key,
-)
+more_events = timeline_events(hours=60, versions=5, max_size=30)  # few instants: ties are common
 
 
 @given(more_events, st.lists(st.integers(0, 30), max_size=6))

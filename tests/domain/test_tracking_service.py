@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import re
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.db import TenantScope, apply_scope, scoped
 from domain.shipments.models import Milestone, MilestoneCode, Shipment, ShipmentStatus
 from domain.shipments.service import PlannedMilestone, ShipmentDraft, create_shipment
-from domain.shipments.timeline import PlanStep, TimelineEvent, build_timeline
+from domain.shipments.timeline import MilestoneState, PlanStep, TimelineEvent, build_timeline
 from domain.tracking import rules
 from domain.tracking.canonical import CanonicalEvent, Classifier, Place, SourceCode
 from domain.tracking.mapping import CANONICAL_SYSTEM, MappingTable
@@ -401,23 +402,8 @@ FEED = [
 ]
 
 
-TIMELINE_COLUMNS = (
-    "code",
-    "sequence",
-    "location_locode",
-    "planned_at",
-    "planned_source",
-    "estimated_at",
-    "estimated_source",
-    "actual_at",
-    "actual_source",
-    "utc_offset_minutes",
-    "planned_event_key",
-    "planned_version_at",
-    "estimated_event_key",
-    "estimated_version_at",
-    "actual_event_key",
-)
+# a milestone row as the timeline sees it, winners included
+TIMELINE_COLUMNS = tuple(f.name for f in dataclasses.fields(MilestoneState))
 
 
 async def stored_timeline(
