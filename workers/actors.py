@@ -14,7 +14,7 @@ from milepost import demo
 from workers.broker import actor, worker_context
 
 
-@actor("demo.advance_feed", queue_name="demo", max_retries=3, min_backoff=1_000, time_limit=60_000)
+@actor("demo.advance_feed", queue_name="demo", max_attempts=4, min_backoff=1_000, time_limit=60_000)
 async def advance_feed(tenant_id: str, shipment_ids: list[str]) -> None:
     """Advance the simulated carrier feed for these shipments: each one's next due milestone is reported.
 
