@@ -52,8 +52,10 @@ def start_workers(runtime: Runtime) -> list[BackgroundTask]:
     settings = runtime.settings
     install(create_broker(settings.broker_url, settings))
     configure_workers(settings, runtime.database.app_url)
-    tasks: list[BackgroundTask] = [run_outbox]
-    return [*tasks, run_in_process_worker] if settings.broker_url is None else tasks
+    background: list[BackgroundTask] = [run_outbox]
+    if settings.broker_url is None:
+        background.append(run_in_process_worker)
+    return background
 
 
 async def run_outbox(state: AppState, stopping: asyncio.Event) -> None:
