@@ -24,6 +24,7 @@ from milepost.database import (
     session_factory,
 )
 from milepost.settings import Settings
+from workers.background import run_background
 from workers.broker import configure_workers, create_broker, install, run_in_process_worker
 
 log = structlog.get_logger("milepost")
@@ -46,10 +47,20 @@ def prepare(settings: Settings, *, migrate_embedded: bool = True) -> Runtime:
 
 
 def start_workers(runtime: Runtime) -> list[BackgroundTask]:
+    """Install the broker; the background tasks: the outbox dispatcher and periodic jobs, then (without
+    BROKER_URL) the in-process worker, which stops last so it finishes what the others sent."""
     settings = runtime.settings
-    install(create_broker(settings.broker_url))
+    install(create_broker(settings.broker_url, settings))
     configure_workers(settings, runtime.database.app_url)
-    return [run_in_process_worker] if settings.broker_url is None else []
+    background: list[BackgroundTask] = [run_outbox]
+    if settings.broker_url is None:
+        background.append(run_in_process_worker)
+    return background
+
+
+async def run_outbox(state: AppState, stopping: asyncio.Event) -> None:
+    """Background task: the outbox dispatcher and periodic jobs (``workers.background``)."""
+    await run_background(state.engine, state.sessions, state.settings, stopping)
 
 
 def build_state(runtime: Runtime) -> AppState:

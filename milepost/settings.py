@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(
         default=None, validation_alias=AliasChoices("BROKER_URL", "MILEPOST_BROKER_URL")
     )
+    job_max_attempts: int = Field(default=5, ge=1, le=100)
+    job_min_backoff_ms: int = Field(default=15_000, ge=1)
+    job_max_backoff_ms: int = Field(default=3_600_000, ge=1, le=7 * 86_400_000)
+
+    outbox_poll_ms: int = Field(default=500, ge=10, le=60_000)
+    outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
+    outbox_retention_days: float = Field(default=7.0, gt=0)
 
     public_url: str = "http://127.0.0.1:8000"
     jwt_audience: str = "milepost-api"

@@ -32,3 +32,25 @@ def test_defaults_are_safe_for_a_newcomer(monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.environment == "development"
     assert settings.access_token_ttl_seconds == 900
     assert str(settings.signing_key_path) == ".milepost/jwt-signing-key.pem"
+    assert (settings.job_max_attempts, settings.job_min_backoff_ms, settings.job_max_backoff_ms) == (
+        5,
+        15_000,
+        3_600_000,
+    )
+    assert (settings.outbox_poll_ms, settings.outbox_batch_size, settings.outbox_retention_days) == (
+        500,
+        500,
+        7,
+    )
+
+
+def test_job_and_outbox_settings_come_from_milepost_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MILEPOST_JOB_MAX_ATTEMPTS", "3")
+    monkeypatch.setenv("MILEPOST_OUTBOX_POLL_MS", "250")
+    monkeypatch.setenv("MILEPOST_OUTBOX_RETENTION_DAYS", "1.5")
+    settings = Settings()
+    assert (settings.job_max_attempts, settings.outbox_poll_ms, settings.outbox_retention_days) == (
+        3,
+        250,
+        1.5,
+    )

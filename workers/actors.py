@@ -5,20 +5,30 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
 
 from dramatiq.middleware import CurrentMessage
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import domain.models  # noqa: F401 - every table, so foreign keys resolve in a worker process
 from domain.columns import utcnow
-from domain.db import TenantScope, scoped_transaction
+from domain.db import TenantScope, scoped_transaction, system_transaction
+from domain.exceptions import repository as detection_queries
 from domain.exceptions import service as detection
+from domain.tenancy.repository import all_tenant_ids
 from milepost import demo
-from workers.broker import actor, worker_context
+from workers.broker import actor, current_broker, worker_context
+from workers.dispatcher import route_ids
+from workers.scheduler import periodic
 
 SWEEP_BATCHES = 20
+SWEEP_EVERY_SECONDS = 60
+
+# every timeline change (capture), new document or notice asks for an evaluation of its shipment
+route_ids("shipment.timeline_changed", "exceptions.evaluate", key="shipment_id")
 
 
-@actor("demo.advance_feed", queue_name="demo", max_retries=3, min_backoff=1_000, time_limit=60_000)
+@actor("demo.advance_feed", queue_name="demo", max_attempts=4, min_backoff=1_000, time_limit=60_000)
 async def advance_feed(tenant_id: str, shipment_ids: list[str]) -> None:
     """Advance the simulated carrier feed for these shipments: each one's next due milestone is reported.
 
@@ -37,7 +47,7 @@ async def advance_feed(tenant_id: str, shipment_ids: list[str]) -> None:
     )
 
 
-@actor("exceptions.evaluate", queue_name="detect", max_retries=5, min_backoff=1_000, time_limit=300_000)
+@actor("exceptions.evaluate", queue_name="detect", max_attempts=5, min_backoff=1_000, time_limit=300_000)
 async def evaluate_shipments(tenant_id: str, shipment_ids: list[str]) -> None:
     """Evaluate these shipments now (sent by the outbox dispatcher after a timeline changed). Evaluating
     twice is harmless: the same facts give the same exceptions, only last-seen moves."""
@@ -46,7 +56,7 @@ async def evaluate_shipments(tenant_id: str, shipment_ids: list[str]) -> None:
         await detection.evaluate_shipments(session, scope, [uuid.UUID(i) for i in shipment_ids], now=utcnow())
 
 
-@actor("exceptions.sweep", queue_name="detect", max_retries=5, min_backoff=1_000, time_limit=600_000)
+@actor("exceptions.sweep", queue_name="detect", max_attempts=5, min_backoff=1_000, time_limit=600_000)
 async def sweep(tenant_id: str) -> None:
     """Evaluate this tenant's shipments whose next check is due, a batch per transaction, until none is due
     (or a bounded number of batches; the next sweep continues)."""
@@ -56,3 +66,27 @@ async def sweep(tenant_id: str) -> None:
             report = await detection.sweep(session, scope, now=utcnow())
         if report.evaluated < detection.SWEEP_BATCH:
             return
+
+
+@periodic("exceptions.schedule_sweeps", every_seconds=SWEEP_EVERY_SECONDS)
+async def schedule_sweeps(sessions: async_sessionmaker[AsyncSession], now: dt.datetime) -> None:
+    """Send ``exceptions.sweep`` for every tenant with a shipment due: one indexed probe per tenant here, the
+    evaluations in the workers. Running twice only sends a second sweep that finds nothing due."""
+    async with system_transaction(sessions) as session:
+        tenants = await all_tenant_ids(session)
+    await send_due_sweeps(sessions, now, tenants)
+
+
+async def send_due_sweeps(
+    sessions: async_sessionmaker[AsyncSession], now: dt.datetime, tenant_ids: Iterable[uuid.UUID]
+) -> int:
+    """``exceptions.sweep`` for each of these tenants with a shipment due; how many were sent."""
+    sent = 0
+    for tenant_id in tenant_ids:
+        scope = TenantScope(tenant_id)
+        async with scoped_transaction(sessions, scope) as session:
+            due = await detection_queries.has_due(session, scope, now)
+        if due:
+            current_broker().enqueue(sweep.message(str(tenant_id)))
+            sent += 1
+    return sent

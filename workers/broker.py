@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import threading
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
@@ -27,11 +28,14 @@ from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import AsyncIO, CurrentMessage, Middleware, default_middleware
+from dramatiq.middleware import AsyncIO, CurrentMessage, Middleware, Retries, default_middleware
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from domain.db import TenantScope, scoped_transaction
+from domain.jobs.service import FailedJob, record_dead_letter
 from milepost.settings import Settings
+from workers.retries import JobRetries, RetryPolicy
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -47,10 +51,20 @@ _actors: dict[str, dramatiq.Actor[Any, Any]] = {}
 # -- broker -------------------------------------------------------------------------------------------
 
 
-def create_broker(broker_url: str | None) -> dramatiq.Broker:
-    """A broker for ``broker_url`` with our middleware stack; ``None`` gives the in-process broker."""
+def create_broker(broker_url: str | None, settings: Settings | None = None) -> dramatiq.Broker:
+    """A broker for ``broker_url`` with our middleware stack; ``None`` gives the in-process broker.
+
+    ``settings`` gives the retry defaults (``MILEPOST_JOB_*``); without them, the settings' defaults.
+    """
+    settings = settings or Settings.model_construct()  # model_construct: the defaults, not the environment
+    policy = RetryPolicy(
+        max_attempts=settings.job_max_attempts,
+        min_backoff_ms=settings.job_min_backoff_ms,
+        max_backoff_ms=settings.job_max_backoff_ms,
+    )
     middleware: list[Middleware] = [
-        *(m() for m in default_middleware),
+        # our attempt counter and dead letters take the place of Dramatiq's Retries
+        *(JobRetries(policy, keep_dead_letter) if m is Retries else m() for m in default_middleware),
         AsyncIO(),
         CurrentMessage(),
         # after AsyncIO on purpose: "after" hooks run in reverse order, so the engine is disposed while the
@@ -206,6 +220,19 @@ class WorkerDatabase(Middleware):
             loop_thread.run_coroutine(_context.dispose())
 
 
+def keep_dead_letter(tenant_id: uuid.UUID, failed: FailedJob) -> None:
+    """Record a dead letter from a worker thread, on the worker's event loop (where its engine lives)."""
+    loop_thread = get_event_loop_thread()
+    if loop_thread is None:
+        raise RuntimeError("dead letters are recorded inside a worker (the AsyncIO middleware's loop)")
+    loop_thread.run_coroutine(_record_dead_letter(TenantScope(tenant_id), failed))
+
+
+async def _record_dead_letter(scope: TenantScope, failed: FailedJob) -> None:
+    async with scoped_transaction(worker_context().sessions(), scope) as session:
+        await record_dead_letter(session, scope, failed)
+
+
 # -- `milepost worker` processes ----------------------------------------------------------------------
 
 
@@ -223,5 +250,5 @@ def configure_from_environment() -> None:
         raise SystemExit("worker processes need BROKER_URL")
     if not settings.app_database_url:
         raise SystemExit("worker processes need APP_DATABASE_URL (milepost worker sets it)")
-    install(create_broker(settings.broker_url))
+    install(create_broker(settings.broker_url, settings))
     configure_workers(settings, settings.app_database_url)

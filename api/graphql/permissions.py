@@ -23,3 +23,9 @@ def require_ingest_admin(principal: Principal) -> None:
         raise Forbidden("this operation needs the 'ingest' scope")
     if principal.is_shipper or not principal.roles & {"admin", "operations"}:
         raise Forbidden("this operation needs the admin or operations role")
+
+
+def require_admin(principal: Principal) -> None:
+    """Background-job administration (dead letters and their replay): staff users with the admin role."""
+    if principal.subject_kind != "user" or principal.is_shipper or "admin" not in principal.roles:
+        raise Forbidden("this operation needs the admin role")

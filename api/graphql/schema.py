@@ -8,6 +8,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 
+from api.graphql import jobs
 from api.graphql.context import Context
 from api.graphql.permissions import require_ingest_admin, require_shipment_read
 from api.graphql.relay import (
@@ -111,6 +112,8 @@ class Query:
         if type_name == "IngestMessage":
             require_ingest_admin(info.context.principal)
             return await _ingest_message(info, value)
+        if type_name == "DeadLetter":
+            return await jobs.dead_letter_by_id(info, value)
         return None  # milestones are reached through their shipment; unknown types find nothing
 
     @strawberry.field(description="One shipment by global id; null when it does not exist for you.")
@@ -197,6 +200,10 @@ class Query:
         value = expect_global_id(id, "IngestMessage")
         return await _ingest_message(info, value) if value is not None else None
 
+    dead_letters: jobs.DeadLetterConnection = strawberry.field(
+        resolver=jobs.dead_letters, description="Background jobs that failed their last attempt (admins)."
+    )
+
 
 async def _ingest_message(info: strawberry.Info[Context, None], message_id: object) -> IngestMessage | None:
     import uuid
@@ -209,6 +216,10 @@ async def _ingest_message(info: strawberry.Info[Context, None], message_id: obje
 
 @strawberry.type(description="Writes; each returns a union of its success type and typed errors.")
 class Mutation:
+    replay_dead_letter: jobs.ReplayDeadLetterPayload = strawberry.mutation(
+        resolver=jobs.replay_dead_letter, description="Send a dead letter's job again, once (admins)."
+    )
+
     @strawberry.mutation(
         description="Parse and process a stored message again with today's adapters and mappings."
     )
@@ -320,6 +331,6 @@ def _is_internal(error: GraphQLError) -> bool:
 schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
-    types=[Shipment, Account, Milestone, IngestMessage],
+    types=[Shipment, Account, Milestone, IngestMessage, jobs.DeadLetter],
     extensions=[MaskInternalErrors],
 )

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Select, Text, Uuid, any_, bindparam, func, select
+from sqlalchemy import Select, Text, Uuid, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -430,6 +430,7 @@ async def due_shipments(
     return list((await session.execute(statement)).scalars())
 
 
-async def count_due(session: AsyncSession, scope: TenantScope, now: dt.datetime) -> int:
-    statement = scoped(select(func.count()), Shipment, scope).where(Shipment.next_check_at <= now)
-    return int((await session.execute(statement)).scalar_one())
+async def has_due(session: AsyncSession, scope: TenantScope, now: dt.datetime) -> bool:
+    """Whether any shipment is due: one probe of the due index."""
+    statement = scoped(select(Shipment.id), Shipment, scope).where(Shipment.next_check_at <= now).limit(1)
+    return (await session.execute(statement)).first() is not None

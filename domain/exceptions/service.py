@@ -218,7 +218,14 @@ async def evaluate_shipments(
             await writer.apply(state.id, state.account_id, change, rows_by_id)
             shadow = change.record.shadow if change.record else False
             (report.shadow_changes if shadow else report.changes)[change.kind] += 1
-        schedule.append((state.id, evaluation.next_check_at))
+        # a snooze that ends is a deadline too: if the condition still holds then, the exception opens again
+        snoozes = [
+            r.snoozed_until
+            for r in (*existing, *writer.opened.get(state.id, ()))
+            if r.status == ExceptionStatus.SNOOZED and r.snoozed_until is not None
+        ]
+        due = min([d for d in (evaluation.next_check_at, *snoozes) if d is not None], default=None)
+        schedule.append((state.id, due))
         report.evaluated += 1
     await writer.flush()
     await session.execute(
@@ -249,6 +256,7 @@ class _Writer:
         self.groups: dict[tuple[str, str], tuple[uuid.UUID, dt.datetime | None]] = {}
         self.activities: list[dict[str, Any]] = []
         self.outbox: list[dict[str, Any]] = []
+        self.opened: dict[uuid.UUID, list[ShipmentException]] = {}
 
     async def apply(
         self,
@@ -290,6 +298,7 @@ class _Writer:
                 if snoozed_until is not None and snoozed_until > self.now:
                     row.status, row.snoozed_until = ExceptionStatus.SNOOZED, snoozed_until
             self.session.add(row)  # written with the others at flush(): one round trip, not one per row
+            self.opened.setdefault(shipment_id, []).append(row)
             self._activity(row, "opened", None, row.status, finding.finding.explanation)
             self._publish("exception.opened", row)
             return
@@ -583,6 +592,7 @@ async def snooze_group(
         )
         row.status, row.snoozed_until = ExceptionStatus.SNOOZED, until
         count += 1
+        await _due_by(session, scope, row.shipment_id, until)
     await session.flush()
     return count
 
@@ -625,8 +635,20 @@ async def snooze_exception(
         )
     )
     row.status, row.snoozed_until = ExceptionStatus.SNOOZED, until
+    await _due_by(session, scope, row.shipment_id, until)
     await session.flush()
     return row
+
+
+async def _due_by(session: AsyncSession, scope: TenantScope, shipment_id: uuid.UUID, at: dt.datetime) -> None:
+    """Make sure the sweep looks at the shipment by ``at`` (when a snooze ends)."""
+    await session.execute(
+        text(
+            "UPDATE shipment SET next_check_at = LEAST(coalesce(next_check_at, :at), :at) "
+            "WHERE tenant_id = :tenant_id AND id = :id"
+        ),
+        {"at": at, "tenant_id": scope.tenant_id, "id": shipment_id},
+    )
 
 
 # --- backtest ------------------------------------------------------------------------------------------

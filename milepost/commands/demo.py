@@ -11,8 +11,10 @@ import sys
 from types import FrameType
 
 import click
+from sqlalchemy.engine import URL
 
 from milepost.logs import configure_logging
+from milepost.settings import Settings
 
 WORKER_NEEDS_BROKER = (
     "milepost worker needs BROKER_URL; without one, `milepost serve`/`demo` run workers in-process"
@@ -75,7 +77,7 @@ def demo(host: str, port: int) -> None:
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(min=1))
 @click.option("--queues", "-Q", multiple=True, help="Only these queues (repeatable); default: all.")
 def worker(processes: int, threads: int, queues: tuple[str, ...]) -> None:
-    """Run Dramatiq worker processes against BROKER_URL."""
+    """Run Dramatiq worker processes against BROKER_URL, and this command's one outbox dispatcher."""
     from milepost.cli import load_settings
 
     settings = load_settings()
@@ -107,17 +109,39 @@ def worker(processes: int, threads: int, queues: tuple[str, ...]) -> None:
     code = 1
     try:
         process = subprocess.Popen(command, env=env)  # noqa: S603 - our own interpreter and arguments
-
-        def forward(signum: int, _frame: FrameType | None) -> None:
-            # dramatiq stops gracefully on either; from a terminal it may get a SIGINT twice, which is fine
-            process.send_signal(signum)
-
-        signal.signal(signal.SIGTERM, forward)
-        signal.signal(signal.SIGINT, forward)
-        code = process.wait()
+        code = asyncio.run(_supervise(settings, runtime.database.app_url, process))
     finally:
         runtime.database.stop()
     raise SystemExit(code)
+
+
+async def _supervise(settings: Settings, app_url: URL, process: subprocess.Popen[bytes]) -> int:
+    """Run the background loop (outbox dispatcher, periodic jobs) here, once for all the worker
+    processes, until they exit; a SIGINT/SIGTERM goes to them and stops the loop."""
+    from milepost.database import create_engine, session_factory
+    from workers.background import run_background
+    from workers.broker import create_broker, install
+
+    install(create_broker(settings.broker_url, settings))
+    engine = create_engine(app_url, settings)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        # dramatiq stops gracefully on either; from a terminal it may get a SIGINT twice, which is fine
+        process.send_signal(signum)
+        loop.call_soon_threadsafe(stopping.set)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    background = asyncio.create_task(run_background(engine, session_factory(engine), settings, stopping))
+    try:
+        code = await asyncio.to_thread(process.wait)
+    finally:
+        stopping.set()
+        await background
+        await engine.dispose()
+    return code
 
 
 COMMANDS: list[click.Command] = [demo, worker]

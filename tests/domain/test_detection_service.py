@@ -486,3 +486,25 @@ async def test_any_order_and_repetition_of_events_ends_with_one_open_exception_p
         )
         assert [(t, k) for t, k, _ in live] == [(t, k) for t, k, _ in fresh_open]
         await savepoint.rollback()
+
+
+async def test_a_snooze_ends_by_itself_at_the_next_sweep(session: AsyncSession) -> None:
+    scope, shipment = await world(session)
+    await report(session, scope, shipment, est("DEPARTED", T0 + 120 * H), now=T0)
+    await evaluate(session, scope, shipment, T0)
+    [late] = await exceptions(session, scope, exception_type="MILESTONE_LATE")
+    until = T0 + 5 * H  # before any rule's own deadline (the documents are due at T0 + 48 h)
+    await service.snooze_exception(session, scope, late.id, until, now=T0 + H, note="carrier called")
+    await evaluate(
+        session, scope, shipment, T0 + 2 * H
+    )  # still late, still snoozed: the snooze sets the due time
+    due = (
+        await session.execute(select(Shipment.next_check_at).where(Shipment.id == shipment.id))
+    ).scalar_one()
+    assert due == until
+    assert (await service.sweep(session, scope, now=until - H)).evaluated == 0
+    assert (await service.sweep(session, scope, now=until)).evaluated == 1
+    [late] = await exceptions(session, scope, exception_type="MILESTONE_LATE")
+    assert (late.status, late.snoozed_until) == ("open", None)
+    with pytest.raises(DetectionError, match="until: must be in the future"):
+        await service.snooze_exception(session, scope, late.id, T0, now=T0 + H)

@@ -1,14 +1,10 @@
-"""Broker selection, and real messages through Redis, RabbitMQ and the in-process broker.
-
-Redis and RabbitMQ come from TEST_REDIS_URL / TEST_RABBITMQ_URL (defaults: the local services). When one is
-not reachable its tests are skipped with the reason, except in CI (CI=true), where they fail.
-"""
+"""Broker selection, and real messages through Redis, RabbitMQ and the in-process broker (the brokers come
+from tests/workers/conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import os
 import signal
 import subprocess
@@ -16,13 +12,10 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dramatiq
-import pika
 import pytest
-import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
@@ -31,49 +24,17 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.db import TenantScope, scoped, scoped_transaction
+from domain.jobs.service import replay_dead_letter
 from domain.shipments.models import Milestone, MilestoneCode
 from domain.shipments.service import PlannedMilestone, ShipmentDraft, create_shipment
 from domain.tracking.service import NewEvent, record_event
 from milepost.database import Database, libpq_url
 from milepost.settings import Settings
 from tests.factories import make_account, make_tenant
+from tests.workers.support import add_dead_letter
 from workers import broker as broker_module
 from workers.actors import advance_feed
 from workers.broker import WorkerDatabase, actor, create_broker, current_broker, start_in_process_worker
-
-# a Redis database of this checkout's own (1-15, from its path): two checkouts testing at once on one
-# machine would otherwise take each other's messages off the shared queues
-_CHECKOUT_DB = 1 + int(hashlib.sha256(str(Path(__file__).resolve().parent).encode()).hexdigest(), 16) % 15
-REDIS_URL = os.environ.get("TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_CHECKOUT_DB}")
-RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-
-
-def require(service: str, url: str, probe: Callable[[], object]) -> None:
-    try:
-        probe()
-    except Exception as error:
-        reason = f"{service} is not reachable at {url} ({type(error).__name__}: {error})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI must run these tests against a real {service}")
-        pytest.skip(reason)
-
-
-@pytest.fixture
-def redis_url() -> str:
-    require("Redis", REDIS_URL, lambda: redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping())
-    return REDIS_URL
-
-
-@pytest.fixture
-def rabbitmq_url() -> str:
-    def probe() -> None:
-        parameters = pika.URLParameters(RABBITMQ_URL)
-        parameters.socket_timeout = 2
-        pika.BlockingConnection(parameters).close()
-
-    require("RabbitMQ", RABBITMQ_URL, probe)
-    return RABBITMQ_URL
-
 
 # -- selection ----------------------------------------------------------------------------------------
 
@@ -88,7 +49,7 @@ def test_no_broker_url_gives_the_in_process_broker() -> None:
         "ShutdownNotifications",
         "Callbacks",
         "Pipelines",
-        "Retries",
+        "JobRetries",
         "AsyncIO",
         "CurrentMessage",
         "WorkerDatabase",
@@ -190,25 +151,6 @@ class Recorder:
         assert self.threads != {threading.current_thread().name}
 
 
-@pytest.fixture
-def redis_broker(redis_url: str) -> Iterator[dramatiq.Broker]:
-    broker = create_broker(redis_url)
-    yield broker
-    broker.flush_all()  # only this broker's (test) queues
-    broker.close()
-
-
-@pytest.fixture
-def rabbitmq_broker(rabbitmq_url: str) -> Iterator[dramatiq.Broker]:
-    broker = create_broker(rabbitmq_url)
-    yield broker
-    assert isinstance(broker, RabbitmqBroker)
-    for queue in list(broker.queues):
-        for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
-            broker.channel.queue_delete(name)
-    broker.close()
-
-
 def test_a_message_round_trip_through_redis(redis_broker: dramatiq.Broker) -> None:
     Recorder(redis_broker).round_trip(redis_broker)
 
@@ -262,9 +204,11 @@ def test_milepost_worker_refuses_to_start_without_a_broker_url(tmp_path: Path) -
 
 
 @pytest.mark.slow
-async def test_milepost_worker_processes_run_the_feed_actor_through_redis(
+async def test_milepost_worker_dispatches_the_outbox_and_its_processes_run_the_actor_through_redis(
     redis_url: str, database: Database, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
+    """The job reaches the worker the way every job does: an outbox row (here a dead letter's replay),
+    dispatched by the command's own background loop to Redis, run by a dramatiq child process."""
     base = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
     async with sessions() as session, session.begin():
         tenant = await make_tenant(session)
@@ -313,10 +257,12 @@ async def test_milepost_worker_processes_run_the_feed_actor_through_redis(
             stderr=subprocess.STDOUT,
             start_new_session=True,  # so a hung run can be cleaned up with its dramatiq children
         )
-        sender = create_broker(redis_url)
         try:
-            sender.declare_queue("demo")
-            sender.enqueue(advance_feed.message(str(tenant.id), [str(shipment.id)]))
+            dead_letter = await add_dead_letter(
+                sessions, scope, actor_name="demo.advance_feed", ids=[str(shipment.id)]
+            )
+            async with scoped_transaction(sessions, scope) as session:
+                await replay_dead_letter(session, scope, dead_letter.id, now=base)
             actual = None
             deadline = time.monotonic() + 60
             while actual is None and time.monotonic() < deadline and process.returncode is None:
@@ -331,7 +277,6 @@ async def test_milepost_worker_processes_run_the_feed_actor_through_redis(
                     ).scalar_one()
             assert actual == base - dt.timedelta(minutes=10), log_path.read_text()
         finally:
-            sender.close()
             if process.returncode is None:
                 process.send_signal(signal.SIGINT)
             try:
