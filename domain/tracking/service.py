@@ -588,23 +588,28 @@ class _TimelineWrites:
     def diff(
         self, shipment_id: uuid.UUID, current: Sequence[_StoredMilestone], timeline: Sequence[MilestoneState]
     ) -> bool:
+        """Queue the writes that store ``timeline``; whether it changed what the timeline shows (another
+        winning event with the same times and sources is stored, but there is nothing to announce)."""
         by_sequence = {m.state.sequence: m for m in current}
-        before = len(self.updates) + len(self.inserts) + len(self.deletes)
+        shown = False
         for state in timeline:
             stored = by_sequence.get(state.sequence)
             if stored is None:
                 self.inserts.append((shipment_id, state))
-            elif state is not stored.state and (  # an advanced timeline keeps what did not change
-                stored.state.code != state.code
-                or any(getattr(stored.state, name) != getattr(state, name) for name in _STATE_FIELDS)
-            ):
-                self.updates.append((stored.id, state))
+                shown = True
+            elif state is not stored.state:  # an advanced timeline keeps what did not change
+                if _differ(stored.state, state, ("code", *_SHOWN_FIELDS)):
+                    self.updates.append((stored.id, state))
+                    shown = True
+                elif _differ(stored.state, state, _WINNER_FIELDS):
+                    self.updates.append((stored.id, state))
         wanted = {state.sequence for state in timeline}
         # an unplanned milestone whose events were all withdrawn leaves the timeline
-        self.deletes += [
+        withdrawn = [
             m.id for s, m in by_sequence.items() if s >= UNPLANNED_SEQUENCE_START and s not in wanted
         ]
-        return len(self.updates) + len(self.inserts) + len(self.deletes) > before
+        self.deletes += withdrawn
+        return shown or bool(withdrawn)
 
     async def flush(self, session: AsyncSession, scope: TenantScope) -> None:
         tenant = {"tenant_id": scope.tenant_id}
@@ -699,7 +704,8 @@ def _status(current: str, timeline: Sequence[MilestoneState]) -> str:
     return ShipmentStatus.BOOKED
 
 
-_STATE_FIELDS = (
+# what a timeline shows, and which events won it (stored so later events can be compared with them)
+_SHOWN_FIELDS = (
     "planned_at",
     "planned_source",
     "estimated_at",
@@ -707,12 +713,19 @@ _STATE_FIELDS = (
     "actual_at",
     "actual_source",
     "utc_offset_minutes",
+)
+_WINNER_FIELDS = (
     "planned_event_key",
     "planned_version_at",
     "estimated_event_key",
     "estimated_version_at",
     "actual_event_key",
 )
+_STATE_FIELDS = (*_SHOWN_FIELDS, *_WINNER_FIELDS)
+
+
+def _differ(before: MilestoneState, after: MilestoneState, names: Sequence[str]) -> bool:
+    return any(getattr(before, name) != getattr(after, name) for name in names)
 
 
 # --- single-shipment recording (the demo feed) ---------------------------------------------------------

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.db import TenantScope, apply_scope, scoped
+from domain.outbox.models import OutboxMessage
 from domain.shipments.models import Milestone, MilestoneCode, Shipment, ShipmentStatus
 from domain.shipments.service import PlannedMilestone, ShipmentDraft, create_shipment
 from domain.shipments.timeline import MilestoneState, PlanStep, TimelineEvent, build_timeline
@@ -473,3 +474,23 @@ async def test_a_milestone_that_does_not_name_its_winners_is_rebuilt_before_it_i
     )
     await record_event(session, scope, shipment_id, event(ACT, M.DEPARTED, at(12), source="x12"))
     assert (await timeline(session, scope, shipment_id))[1] == (M.DEPARTED, None, None, at(10), "dcsa", None)
+
+
+async def test_another_winner_with_the_same_time_and_source_is_kept_but_not_announced(
+    session: AsyncSession,
+) -> None:
+    scope, shipment_id = await shipment_with_timeline(session)
+    await record_event(session, scope, shipment_id, event(ACT, M.DEPARTED, at(10), source_event_id="b"))
+    announced = await timeline_changes(session, scope)
+    # the same time from the same source under a smaller key: it wins the tie, but nobody sees a difference
+    await record_event(session, scope, shipment_id, event(ACT, M.DEPARTED, at(10), source_event_id="a"))
+    assert await timeline_changes(session, scope) == announced == 1
+    departed = (await stored_timeline(session, scope, shipment_id))[1][1]
+    assert (departed["actual_at"], departed["actual_event_key"]) == (at(10), "dcsa:a")
+
+
+async def timeline_changes(session: AsyncSession, scope: TenantScope) -> int:
+    statement = scoped(select(func.count()).select_from(OutboxMessage), OutboxMessage, scope).where(
+        OutboxMessage.topic == "shipment.timeline_changed"
+    )
+    return (await session.execute(statement)).scalar_one()
