@@ -85,9 +85,9 @@ def schema() -> None:
 
 
 def _register() -> None:
-    from milepost.commands import admin, capture, demo
+    from milepost.commands import admin, capture, demo, detect
 
-    for command in [*admin.COMMANDS, *demo.COMMANDS, *capture.COMMANDS]:
+    for command in [*admin.COMMANDS, *demo.COMMANDS, *capture.COMMANDS, *detect.COMMANDS]:
         main.add_command(command)
 
 

@@ -13,14 +13,15 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Select, Text, Uuid, any_, bindparam, func, or_, select, tuple_
+from sqlalchemy import Select, Text, Uuid, any_, bindparam, func, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.columns import TenantOwned
 from domain.db import TenantScope, scoped
 from domain.documents.models import ShipmentDocument
 from domain.exceptions.models import (
@@ -38,7 +39,7 @@ from domain.exceptions.rules import RuleConfig
 from domain.exceptions.state import EventView, LegView, MilestoneView, NoticeView, ShipmentState
 from domain.exceptions.taxonomy import ExceptionType
 from domain.shipments.models import Leg, Milestone, Shipment, ShipmentStatus
-from domain.shipments.repository import PageKey
+from domain.shipments.repository import PageKey, after_in_newest_first
 from domain.shipments.timeline import UNPLANNED_SEQUENCE_START, PlanStep, TimelineEvent, build_timeline
 from domain.tenancy.models import Account
 from domain.tracking import rules as tracking_rules
@@ -442,6 +443,23 @@ async def count_due(session: AsyncSession, scope: TenantScope, now: dt.datetime)
 # --- reads for the API ---------------------------------------------------------------------------------
 
 
+Owned = TypeVar("Owned", bound=TenantOwned)
+
+
+def rows_by_id(
+    model: type[Owned],
+) -> Callable[[AsyncSession, TenantScope, Sequence[uuid.UUID]], Awaitable[dict[uuid.UUID, Owned]]]:
+    """A batch look-up of ``model`` rows by id (for dataloaders); missing and invisible ids are left out."""
+
+    async def fetch(
+        session: AsyncSession, scope: TenantScope, ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, Owned]:
+        statement = scoped(select(model), model, scope).where(model.id == any_(uuid_array(ids)))
+        return {row.id: row for row in (await session.execute(statement)).scalars()}
+
+    return fetch
+
+
 @dataclass(frozen=True)
 class ExceptionFilter:
     statuses: Sequence[str] = ()
@@ -472,20 +490,12 @@ async def list_exceptions(
     if where.group_id is not None:
         statement = statement.where(e.group_id == where.group_id)
     if after is not None:
-        statement = statement.where(
-            or_(e.created_at < after.created_at, (e.created_at == after.created_at) & (e.id < after.id))
-        )
+        statement = statement.where(after_in_newest_first(e, after))
     statement = statement.order_by(e.created_at.desc(), e.id.desc()).limit(limit)
     return list((await session.execute(statement)).scalars())
 
 
-async def exceptions_by_id(
-    session: AsyncSession, scope: TenantScope, ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, ShipmentException]:
-    statement = scoped(select(ShipmentException), ShipmentException, scope).where(
-        ShipmentException.id == any_(uuid_array(ids))
-    )
-    return {row.id: row for row in (await session.execute(statement)).scalars()}
+exceptions_by_id = rows_by_id(ShipmentException)
 
 
 async def open_exceptions_by_shipment(
@@ -524,11 +534,7 @@ async def activities_by_exception(
     return result
 
 
-async def rules_by_id(
-    session: AsyncSession, scope: TenantScope, ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, Rule]:
-    statement = scoped(select(Rule), Rule, scope).where(Rule.id == any_(uuid_array(ids)))
-    return {row.id: row for row in (await session.execute(statement)).scalars()}
+rules_by_id = rows_by_id(Rule)
 
 
 async def rule_versions(
@@ -546,13 +552,7 @@ async def rule_versions(
     return result
 
 
-async def groups_by_id(
-    session: AsyncSession, scope: TenantScope, ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, ExceptionGroup]:
-    statement = scoped(select(ExceptionGroup), ExceptionGroup, scope).where(
-        ExceptionGroup.id == any_(uuid_array(ids))
-    )
-    return {row.id: row for row in (await session.execute(statement)).scalars()}
+groups_by_id = rows_by_id(ExceptionGroup)
 
 
 async def group_sizes(

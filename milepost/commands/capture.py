@@ -57,19 +57,25 @@ async def _tenant_scope(sessions: Any, slug: str) -> Any:
 
 
 @asynccontextmanager
-async def _tenant_database(settings: Any, slug: str) -> AsyncIterator[tuple[Any, Any]]:
-    """``(sessions, scope)`` for one command: the database (embedded or given) as the app role, one tenant."""
+async def app_sessions(settings: Any) -> AsyncIterator[Any]:
+    """A session factory for one command: the database (embedded or given), as the application role."""
     from milepost.database import create_engine, session_factory
     from milepost.runtime import prepare
 
     runtime = prepare(settings)
     engine = create_engine(runtime.database.app_url, settings)
     try:
-        sessions = session_factory(engine)
-        yield sessions, await _tenant_scope(sessions, slug)
+        yield session_factory(engine)
     finally:
         await engine.dispose()
         runtime.database.stop()
+
+
+@asynccontextmanager
+async def tenant_database(settings: Any, slug: str) -> AsyncIterator[tuple[Any, Any]]:
+    """``(sessions, scope)`` for one command: :func:`app_sessions` and the tenant with this slug."""
+    async with app_sessions(settings) as sessions:
+        yield sessions, await _tenant_scope(sessions, slug)
 
 
 @click.command("import")
@@ -209,7 +215,7 @@ async def _replay(settings: Any, message_id: uuid.UUID, slug: str) -> dict[str, 
     from domain.tracking.ingest import IngestError, replay
 
     async with (
-        _tenant_database(settings, slug) as (sessions, scope),
+        tenant_database(settings, slug) as (sessions, scope),
         scoped_transaction(sessions, scope) as session,
     ):
         try:
@@ -242,7 +248,7 @@ async def _endpoint(
     from domain.db import scoped, scoped_transaction
     from domain.tracking.models import IngestEndpoint
 
-    async with _tenant_database(settings, slug) as (sessions, scope):
+    async with tenant_database(settings, slug) as (sessions, scope):
         async with scoped_transaction(sessions, scope) as session:
             statement = scoped(select(IngestEndpoint), IngestEndpoint, scope).where(
                 IngestEndpoint.format == format_
