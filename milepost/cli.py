@@ -85,9 +85,9 @@ def schema() -> None:
 
 
 def _register() -> None:
-    from milepost.commands import admin, capture, demo, jobs
+    from milepost.commands import admin, capture, demo, detect, jobs
 
-    for command in [*admin.COMMANDS, *demo.COMMANDS, *capture.COMMANDS, *jobs.COMMANDS]:
+    for command in [*admin.COMMANDS, *demo.COMMANDS, *capture.COMMANDS, *detect.COMMANDS, *jobs.COMMANDS]:
         main.add_command(command)
 
 

@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.db import TenantScope, apply_scope, scoped, scoped_transaction
+from domain.exceptions.service import record_document
 from domain.shipments.models import (
     Milestone,
     MilestoneCode,
@@ -491,6 +492,11 @@ class _Timeline:
 T = TypeVar("T")
 
 
+# what the default DOCUMENTS_MISSING rule asks for, per mode, and the share shippers send in time
+DOCUMENTS = {"ocean": ("commercial_invoice", "packing_list"), "air": ("commercial_invoice",)}
+DOCUMENTS_ON_TIME = 0.85
+
+
 def _pick_weighted(rng: random.Random, choices: Sequence[tuple[T, float]]) -> T:
     return rng.choices([c for c, _ in choices], weights=[w for _, w in choices])[0]
 
@@ -873,12 +879,20 @@ async def _seed_tenant(session: AsyncSession, plan: TenantPlan, now: dt.datetime
     issued = await create_api_client(session, scope, name=DEMO_CLIENT_NAME, scopes=DEMO_CLIENT_SCOPES)
 
     rng = random.Random(f"milepost-demo/{plan.slug}")  # noqa: S311 - demo data, not secrets
+    # documents draw from their own sequence, so the shipments stay what they were before documents existed
+    paperwork = random.Random(f"milepost-demo/{plan.slug}/documents")  # noqa: S311 - demo data
     account_ids = [a.id for a in accounts]
     for number in range(1, SHIPMENTS_PER_TENANT + 1):
         timeline = _plan_shipment(rng, plan, account_ids, number, now)
         shipment = await create_shipment(session, scope, timeline.draft)
         shipment.created_at = timeline.booked_at  # listed as booked, not as seeded
         await record_events(session, scope, shipment.id, _seed_events(timeline, now), now=now)
+        for document in DOCUMENTS.get(shipment.mode, ()):
+            if paperwork.random() < DOCUMENTS_ON_TIME:  # the rest are the documentation team's work
+                received = min(now, timeline.booked_at + _minutes(paperwork, 2, 40))
+                await record_document(
+                    session, scope, shipment.id, document, received_at=received, source="demo"
+                )
     log.info("demo tenant seeded", tenant=plan.slug, seconds=round(time.perf_counter() - started, 2))
     staff, shippers = _people(plan)
     return SeededTenant(

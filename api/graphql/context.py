@@ -14,6 +14,8 @@ from strawberry.dataloader import DataLoader
 from api.state import AppState
 from domain.carriers.models import Carrier
 from domain.db import TenantScope, scoped_transaction
+from domain.exceptions import repository as detection
+from domain.exceptions.models import ExceptionActivity, ExceptionGroup, Rule, ShipmentException
 from domain.shipments import repository
 from domain.shipments.models import Milestone, Shipment, ShipmentReference
 from domain.tenancy.models import Account
@@ -40,13 +42,28 @@ class Loaders:
             repository.references_by_shipment, []
         )
         self.carrier: DataLoader[str, Carrier | None] = DataLoader(self._load_carriers)
+        self.exception: DataLoader[uuid.UUID, ShipmentException | None] = self._loader(
+            detection.exceptions_by_id, None
+        )
+        self.open_exceptions: DataLoader[uuid.UUID, list[ShipmentException]] = self._loader(
+            detection.open_exceptions_by_shipment, []
+        )
+        self.activities: DataLoader[uuid.UUID, list[ExceptionActivity]] = self._loader(
+            detection.activities_by_exception, []
+        )
+        self.rule: DataLoader[uuid.UUID, Rule | None] = self._loader(detection.rules_by_id, None)
+        self.rule_versions: DataLoader[tuple[str, str], list[Rule]] = self._loader(
+            detection.rule_versions, []
+        )
+        self.group: DataLoader[uuid.UUID, ExceptionGroup | None] = self._loader(detection.groups_by_id, None)
+        self.group_size: DataLoader[uuid.UUID, int] = self._loader(detection.group_sizes, 0)
 
     def _loader(
         self,
-        fetch: Callable[[AsyncSession, TenantScope, Sequence[uuid.UUID]], Awaitable[Mapping[uuid.UUID, V]]],
+        fetch: Callable[[AsyncSession, TenantScope, Sequence[K]], Awaitable[Mapping[K, V]]],
         default: V,
-    ) -> DataLoader[uuid.UUID, V]:
-        async def load(keys: list[uuid.UUID]) -> list[V]:
+    ) -> DataLoader[K, V]:
+        async def load(keys: list[K]) -> list[V]:
             async with scoped_transaction(self._sessions, self.scope) as session:
                 found = await fetch(session, self.scope, keys)
             return [found.get(key, default) for key in keys]

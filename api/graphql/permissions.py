@@ -25,7 +25,41 @@ def require_ingest_admin(principal: Principal) -> None:
         raise Forbidden("this operation needs the admin or operations role")
 
 
+def _require_staff(principal: Principal, roles: frozenset[str], what: str) -> None:
+    if principal.subject_kind != "user" or principal.is_shipper or not principal.roles & roles:
+        raise Forbidden(f"this operation needs the {what} role")
+
+
+_DETECTION_STAFF = frozenset({"admin", "operations"})
+
+
+def require_exception_read(principal: Principal) -> None:
+    """Exceptions: admin and operations staff; shippers (their own account's, customer fields only, by
+    scope); partner clients with the ``exceptions:read`` scope. Other staff roles are denied."""
+    if principal.subject_kind == "api_client":
+        if "exceptions:read" not in principal.scopes:
+            raise Forbidden("this operation needs the 'exceptions:read' scope")
+        return
+    if principal.is_shipper:
+        return
+    _require_staff(principal, _DETECTION_STAFF, "admin or operations")
+
+
+def require_detection_staff(principal: Principal) -> None:
+    """Rules, groups, notices, backtests and snoozes: admin or operations staff."""
+    _require_staff(principal, _DETECTION_STAFF, "admin or operations")
+
+
+def require_rule_admin(principal: Principal) -> None:
+    """Changing a rule changes what everyone's queue holds: admin only."""
+    _require_staff(principal, frozenset({"admin"}), "admin")
+
+
+def require_document_record(principal: Principal) -> None:
+    """Recording a received document: documentation staff, and admin or operations."""
+    _require_staff(principal, _DETECTION_STAFF | {"documentation"}, "documentation, admin or operations")
+
+
 def require_admin(principal: Principal) -> None:
     """Background-job administration (dead letters and their replay): staff users with the admin role."""
-    if principal.subject_kind != "user" or principal.is_shipper or "admin" not in principal.roles:
-        raise Forbidden("this operation needs the admin role")
+    _require_staff(principal, frozenset({"admin"}), "admin")

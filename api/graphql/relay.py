@@ -76,6 +76,9 @@ def decode_cursor(cursor: str) -> PageKey:
         ) from None
 
 
+DEFAULT_PAGE_SIZE = 20
+
+
 def check_page_size(first: int, maximum: int) -> int:
     if first < 1 or first > maximum:
         raise UserInputError(f"first: must be between 1 and {maximum}, got {first}", argument="first")

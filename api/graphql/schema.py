@@ -10,8 +10,11 @@ from strawberry.extensions import MaskErrors
 
 from api.graphql import jobs
 from api.graphql.context import Context
+from api.graphql.exceptions import resolvers as detection
+from api.graphql.exceptions.types import DisruptionNotice, ExceptionGroup, Rule, ShipmentException
 from api.graphql.permissions import require_ingest_admin, require_shipment_read
 from api.graphql.relay import (
+    DEFAULT_PAGE_SIZE,
     Node,
     UserInputError,
     check_page_size,
@@ -51,8 +54,6 @@ from domain.tenancy.repository import current_tenant
 from domain.tracking import ingest
 from domain.tracking.mapping import MappingError
 
-DEFAULT_PAGE_SIZE = 20
-
 
 @strawberry.type(description="A tenant: the Milepost customer whose data this API serves.")
 class Tenant:
@@ -77,7 +78,9 @@ async def _shipment(info: strawberry.Info[Context, None], shipment_id: object) -
     return shipment_node(row) if row is not None else None
 
 
-@strawberry.type(description="Reads: the caller, shipments and their timelines, ingest messages.")
+@strawberry.type(
+    description="Reads: the caller, shipments and their timelines, ingest messages, exceptions and rules."
+)
 class Query:
     @strawberry.field(description="The authenticated caller.")
     async def viewer(self, info: strawberry.Info[Context, None]) -> Viewer:
@@ -114,6 +117,8 @@ class Query:
             return await _ingest_message(info, value)
         if type_name == "DeadLetter":
             return await jobs.dead_letter_by_id(info, value)
+        if type_name in detection.NODE_TYPES:
+            return await detection.node(info, type_name, value)
         return None  # milestones are reached through their shipment; unknown types find nothing
 
     @strawberry.field(description="One shipment by global id; null when it does not exist for you.")
@@ -203,6 +208,28 @@ class Query:
     dead_letters: jobs.DeadLetterConnection = strawberry.field(
         resolver=jobs.dead_letters, description="Background jobs that failed their last attempt (admins)."
     )
+    exceptions = strawberry.field(
+        resolver=detection.exceptions,
+        description="Exceptions, newest first, as a Relay connection (live ones unless `filter.shadow`).",
+    )
+    exception = strawberry.field(
+        resolver=detection.exception,
+        description="One exception by global id; null when it does not exist for you.",
+    )
+    rules = strawberry.field(
+        resolver=detection.rules,
+        description="The detection rules in force: the highest version of each (type, name), disabled ones "
+        "included. A tenant without rules gets the defaults on first use.",
+    )
+    exception_types = strawberry.field(
+        resolver=detection.exception_types,
+        description="The exception types Milepost detects, with their parameters and defaults.",
+    )
+    disruption_notices = strawberry.field(
+        resolver=detection.disruption_notices,
+        description="The tenant's and the platform-wide disruption notices, soonest first; ended ones only "
+        "with `includeEnded`.",
+    )
 
 
 async def _ingest_message(info: strawberry.Info[Context, None], message_id: object) -> IngestMessage | None:
@@ -281,6 +308,33 @@ class Mutation:
             )
         )
 
+    upsert_rule = strawberry.mutation(
+        resolver=detection.upsert_rule,
+        description="Write a new version of a detection rule (admin); shipments are re-checked at the next "
+        "sweep.",
+    )
+    backtest_rule = strawberry.mutation(
+        resolver=detection.backtest_rule,
+        description="Replay a candidate rule over a past window and report what it would have raised; "
+        "writes nothing.",
+    )
+    snooze_exception = strawberry.mutation(
+        resolver=detection.snooze_exception,
+        description="Quiet an open exception until a time; it opens again then if the condition holds.",
+    )
+    snooze_exception_group = strawberry.mutation(
+        resolver=detection.snooze_exception_group,
+        description="Snooze a cause group: its open exceptions and those that join it until then.",
+    )
+    create_disruption_notice = strawberry.mutation(
+        resolver=detection.create_disruption_notice,
+        description="Record a disruption at a place; the shipments passing there are re-checked.",
+    )
+    record_shipment_document = strawberry.mutation(
+        resolver=detection.record_shipment_document,
+        description="Record a document received for a shipment (clears a missing-documents exception).",
+    )
+
 
 def _filter(given: ShipmentFilter | None) -> repository.ShipmentFilter:
     if given is None:
@@ -331,6 +385,16 @@ def _is_internal(error: GraphQLError) -> bool:
 schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
-    types=[Shipment, Account, Milestone, IngestMessage, jobs.DeadLetter],
+    types=[
+        jobs.DeadLetter,
+        Shipment,
+        Account,
+        Milestone,
+        IngestMessage,
+        ShipmentException,
+        ExceptionGroup,
+        Rule,
+        DisruptionNotice,
+    ],
     extensions=[MaskInternalErrors],
 )

@@ -13,18 +13,22 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import replace
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Select, Text, Uuid, any_, bindparam, select
+from sqlalchemy import Select, Text, Uuid, any_, bindparam, func, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.columns import TenantOwned
 from domain.db import TenantScope, scoped
 from domain.documents.models import ShipmentDocument
 from domain.exceptions.models import (
+    OPEN_STATUSES,
     DisruptionNotice,
+    ExceptionActivity,
+    ExceptionGroup,
     GlobalDisruptionNotice,
     Rule,
     RuleMode,
@@ -35,6 +39,7 @@ from domain.exceptions.rules import RuleConfig
 from domain.exceptions.state import EventView, LegView, MilestoneView, NoticeView, ShipmentState
 from domain.exceptions.taxonomy import ExceptionType
 from domain.shipments.models import Leg, Milestone, Shipment, ShipmentStatus
+from domain.shipments.repository import PageKey, after_in_newest_first
 from domain.shipments.timeline import UNPLANNED_SEQUENCE_START, PlanStep, TimelineEvent, build_timeline
 from domain.tenancy.models import Account
 from domain.tracking import rules as tracking_rules
@@ -434,3 +439,162 @@ async def has_due(session: AsyncSession, scope: TenantScope, now: dt.datetime) -
     """Whether any shipment is due: one probe of the due index."""
     statement = scoped(select(Shipment.id), Shipment, scope).where(Shipment.next_check_at <= now).limit(1)
     return (await session.execute(statement)).first() is not None
+
+
+# --- reads for the API ---------------------------------------------------------------------------------
+
+
+Owned = TypeVar("Owned", bound=TenantOwned)
+
+
+def rows_by_id(
+    model: type[Owned],
+) -> Callable[[AsyncSession, TenantScope, Sequence[uuid.UUID]], Awaitable[dict[uuid.UUID, Owned]]]:
+    """A batch look-up of ``model`` rows by id (for dataloaders); missing and invisible ids are left out."""
+
+    async def fetch(
+        session: AsyncSession, scope: TenantScope, ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, Owned]:
+        statement = scoped(select(model), model, scope).where(model.id == any_(uuid_array(ids)))
+        return {row.id: row for row in (await session.execute(statement)).scalars()}
+
+    return fetch
+
+
+@dataclass(frozen=True)
+class ExceptionFilter:
+    statuses: Sequence[str] = ()
+    types: Sequence[str] = ()
+    severities: Sequence[str] = ()
+    categories: Sequence[str] = ()
+    shipment_id: uuid.UUID | None = None
+    group_id: uuid.UUID | None = None
+    shadow: bool = False
+
+
+async def list_exceptions(
+    session: AsyncSession, scope: TenantScope, where: ExceptionFilter, limit: int, after: PageKey | None
+) -> list[ShipmentException]:
+    """Up to ``limit`` exceptions, newest first, after ``after`` (keyset pagination on (created_at, id))."""
+    e = ShipmentException
+    statement = scoped(select(e), e, scope).where(e.shadow.is_(where.shadow))
+    for column, values in (
+        (e.status, where.statuses),
+        (e.exception_type, where.types),
+        (e.severity, where.severities),
+        (e.category, where.categories),
+    ):
+        if values:
+            statement = statement.where(column == any_(text_array(values)))
+    if where.shipment_id is not None:
+        statement = statement.where(e.shipment_id == where.shipment_id)
+    if where.group_id is not None:
+        statement = statement.where(e.group_id == where.group_id)
+    if after is not None:
+        statement = statement.where(after_in_newest_first(e, after))
+    statement = statement.order_by(e.created_at.desc(), e.id.desc()).limit(limit)
+    return list((await session.execute(statement)).scalars())
+
+
+exceptions_by_id = rows_by_id(ShipmentException)
+
+
+async def open_exceptions_by_shipment(
+    session: AsyncSession, scope: TenantScope, shipment_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[ShipmentException]]:
+    """The open, non-shadow exceptions of these shipments, highest priority first."""
+    e = ShipmentException
+    statement = (
+        scoped(select(e), e, scope)
+        .where(
+            e.shipment_id == any_(uuid_array(shipment_ids)),
+            e.shadow.is_(False),
+            e.status == any_(text_array(OPEN_STATUSES)),
+        )
+        .order_by(e.priority_score.desc(), e.created_at, e.id)
+    )
+    result: dict[uuid.UUID, list[ShipmentException]] = defaultdict(list)
+    for row in (await session.execute(statement)).scalars():
+        result[row.shipment_id].append(row)
+    return result
+
+
+async def activities_by_exception(
+    session: AsyncSession, scope: TenantScope, exception_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[ExceptionActivity]]:
+    """The history of these exceptions, oldest entry first."""
+    a = ExceptionActivity
+    statement = (
+        scoped(select(a), a, scope)
+        .where(a.exception_id == any_(uuid_array(exception_ids)))
+        .order_by(a.created_at, a.id)
+    )
+    result: dict[uuid.UUID, list[ExceptionActivity]] = defaultdict(list)
+    for row in (await session.execute(statement)).scalars():
+        result[row.exception_id].append(row)
+    return result
+
+
+rules_by_id = rows_by_id(Rule)
+
+
+async def rule_versions(
+    session: AsyncSession, scope: TenantScope, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], list[Rule]]:
+    """Every version of these (type, name) rules, newest first."""
+    statement = (
+        scoped(select(Rule), Rule, scope)
+        .where(tuple_(Rule.exception_type, Rule.name).in_(list(keys)))
+        .order_by(Rule.exception_type, Rule.name, Rule.version.desc())
+    )
+    result: dict[tuple[str, str], list[Rule]] = defaultdict(list)
+    for row in (await session.execute(statement)).scalars():
+        result[(row.exception_type, row.name)].append(row)
+    return result
+
+
+groups_by_id = rows_by_id(ExceptionGroup)
+
+
+async def group_sizes(
+    session: AsyncSession, scope: TenantScope, group_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """How many exceptions (any status) each group holds."""
+    e = ShipmentException
+    statement = (
+        scoped(select(e.group_id, func.count()), e, scope)
+        .where(e.group_id == any_(uuid_array(group_ids)))
+        .group_by(e.group_id)
+    )
+    return {group_id: count for group_id, count in (await session.execute(statement)).all() if group_id}
+
+
+AnyNotice = DisruptionNotice | GlobalDisruptionNotice
+
+
+async def notices(
+    session: AsyncSession, scope: TenantScope, *, ending_after: dt.datetime | None, limit: int
+) -> list[AnyNotice]:
+    """The tenant's own and the platform-wide notices, not cancelled, whose window ends after
+    ``ending_after`` (any when ``None``); soonest start first, at most ``limit`` of each kind."""
+    own = scoped(select(DisruptionNotice), DisruptionNotice, scope)
+    platform = select(GlobalDisruptionNotice)
+    found: list[AnyNotice] = []
+    for statement, model in ((own, DisruptionNotice), (platform, GlobalDisruptionNotice)):
+        statement = statement.where(model.cancelled_at.is_(None))
+        if ending_after is not None:
+            statement = statement.where(model.ends_at > ending_after)
+        rows = await session.execute(statement.order_by(model.starts_at, model.id).limit(limit))
+        found += cast(list[AnyNotice], list(rows.scalars()))
+    return sorted(found, key=lambda notice: (notice.starts_at, str(notice.id)))
+
+
+async def find_notice(
+    session: AsyncSession, scope: TenantScope, notice_id: uuid.UUID, *, is_global: bool
+) -> AnyNotice | None:
+    if is_global:
+        return await session.get(GlobalDisruptionNotice, notice_id)
+    statement = scoped(select(DisruptionNotice), DisruptionNotice, scope).where(
+        DisruptionNotice.id == notice_id
+    )
+    return (await session.execute(statement)).scalar_one_or_none()

@@ -22,6 +22,7 @@ from domain.db import TenantScope, scoped
 from domain.documents.models import ShipmentDocument
 from domain.exceptions import repository
 from domain.exceptions.models import (
+    CLOSED_STATUSES,
     DisruptionNotice,
     ExceptionActivity,
     ExceptionGroup,
@@ -51,7 +52,32 @@ class DetectionError(ValueError):
     """A request detection cannot honour: the message says which field and why."""
 
 
+class DetectionNotFound(DetectionError):
+    """The object a request names does not exist for this scope (another tenant's answers the same)."""
+
+
+def _check_aware(name: str, value: dt.datetime) -> None:
+    if value.tzinfo is None:
+        raise DetectionError(f"{name}: a time needs a UTC offset")
+
+
 # --- rules ---------------------------------------------------------------------------------------------
+
+
+def default_rule_configs() -> list[RuleConfig]:
+    """The rules a tenant without any would get, as the engine runs them (not stored)."""
+    return [
+        RuleConfig(
+            None,
+            default.exception_type,
+            default.name,
+            1,
+            RuleMode.ENABLED,
+            validate_parameters(default.exception_type, default.parameters),
+            dict(default.scope),
+        )
+        for default in DEFAULT_RULES
+    ]
 
 
 async def ensure_default_rules(session: AsyncSession, scope: TenantScope) -> None:
@@ -62,16 +88,16 @@ async def ensure_default_rules(session: AsyncSession, scope: TenantScope) -> Non
     session.add_all(
         Rule(
             tenant_id=scope.tenant_id,
-            exception_type=default.exception_type,
-            name=default.name,
-            version=1,
-            mode=RuleMode.ENABLED,
-            parameters=validate_parameters(default.exception_type, default.parameters),
-            scope=dict(default.scope),
-            description=TYPES[default.exception_type].description,
+            exception_type=config.exception_type,
+            name=config.name,
+            version=config.version,
+            mode=config.mode,
+            parameters=dict(config.parameters),
+            scope=dict(config.scope),
+            description=TYPES[config.exception_type].description,
             created_by="system",
         )
-        for default in DEFAULT_RULES
+        for config in default_rule_configs()
     )
     await session.flush()
 
@@ -106,6 +132,9 @@ def check_rule(draft: RuleDraft) -> RuleConfig:
     name = draft.name.strip()
     if not name or len(name) > 100:
         raise DetectionError("name: needs 1-100 characters")
+    for field_name in ("parameters", "scope"):
+        if not isinstance(getattr(draft, field_name), Mapping):
+            raise DetectionError(f"{field_name}: expected a JSON object")
     try:
         parameters = validate_parameters(exception_type, draft.parameters)
     except ParameterError as error:
@@ -193,8 +222,10 @@ async def evaluate_shipments(
         .order_by(Shipment.id)
         .with_for_update(key_share=True)
     )
-    rules = await rules_in_force(session, scope)
     states = await repository.load_states(session, scope, ids)
+    if not states:  # gone, another tenant's, or the tenant itself was deleted meanwhile: nothing to do
+        return report
+    rules = await rules_in_force(session, scope)
     rows = await repository.exceptions_of(session, scope, [s.id for s in states])
     by_shipment: dict[uuid.UUID, list[ShipmentException]] = {}
     for row in rows:
@@ -444,9 +475,8 @@ def _check_notice(draft: NoticeDraft) -> None:
         and draft.location_locode.isupper()
     ):
         raise DetectionError(f"locationLocode: {draft.location_locode!r} is not a UN/LOCODE")
-    for name in ("starts_at", "ends_at"):
-        if getattr(draft, name).tzinfo is None:
-            raise DetectionError(f"{name}: a time needs a UTC offset")
+    _check_aware("startsAt", draft.starts_at)
+    _check_aware("endsAt", draft.ends_at)
     if draft.ends_at <= draft.starts_at:
         raise DetectionError("endsAt: must be after startsAt")
 
@@ -507,6 +537,7 @@ async def record_document(
     reference: str | None = None,
 ) -> ShipmentDocument:
     """A document received for a shipment (the latest receipt of a type wins); the shipment is re-checked."""
+    _check_aware("receivedAt", received_at)
     kind = document_type.strip().lower()
     if not kind or len(kind) > 48 or not kind.replace("_", "").isalnum():
         raise DetectionError(f"documentType: {document_type!r} must be 1-48 letters, digits or underscores")
@@ -514,7 +545,7 @@ async def record_document(
         scoped(select(Shipment.id), Shipment, scope).where(Shipment.id == shipment_id)
     )
     if shipment.scalar_one_or_none() is None:
-        raise DetectionError(f"shipmentId: shipment {shipment_id} not found")
+        raise DetectionNotFound(f"shipmentId: shipment {shipment_id} not found")
     existing = (
         await session.execute(
             scoped(select(ShipmentDocument), ShipmentDocument, scope).where(
@@ -555,18 +586,23 @@ async def request_evaluation(
 
 
 async def snooze_group(
-    session: AsyncSession, scope: TenantScope, group_id: uuid.UUID, until: dt.datetime, *, now: dt.datetime
+    session: AsyncSession,
+    scope: TenantScope,
+    group_id: uuid.UUID,
+    until: dt.datetime,
+    *,
+    now: dt.datetime,
+    actor_user_id: uuid.UUID | None = None,
 ) -> int:
     """Snooze every open exception of a cause group until ``until`` — and the ones that join it meanwhile."""
-    if until <= now:
-        raise DetectionError("until: must be in the future")
+    _check_future_until(until, now)
     group = (
         await session.execute(
             scoped(select(ExceptionGroup), ExceptionGroup, scope).where(ExceptionGroup.id == group_id)
         )
     ).scalar_one_or_none()
     if group is None:
-        raise DetectionError(f"groupId: group {group_id} not found")
+        raise DetectionNotFound(f"groupId: group {group_id} not found")
     group.snoozed_until = until
     members = (
         await session.execute(
@@ -578,19 +614,8 @@ async def snooze_group(
     ).scalars()
     count = 0
     for row in members:
-        session.add(
-            ExceptionActivity(
-                tenant_id=scope.tenant_id,
-                exception_id=row.id,
-                actor_kind="system",
-                kind="snoozed",
-                from_status=row.status,
-                to_status=ExceptionStatus.SNOOZED,
-                note=f"group snoozed until {until.isoformat()}",
-                data={"group_id": str(group_id)},
-            )
-        )
-        row.status, row.snoozed_until = ExceptionStatus.SNOOZED, until
+        note = f"group snoozed until {until.isoformat()}"
+        _snooze(session, scope, row, until, now, actor_user_id, note, {"group_id": str(group_id)})
         count += 1
         await _due_by(session, scope, row.shipment_id, until)
     await session.flush()
@@ -608,8 +633,7 @@ async def snooze_exception(
     note: str | None = None,
 ) -> ShipmentException:
     """Quiet an open exception until ``until``; if the condition still holds then, it opens again."""
-    if until <= now:
-        raise DetectionError("until: must be in the future")
+    _check_future_until(until, now)
     row = (
         await session.execute(
             scoped(select(ShipmentException), ShipmentException, scope).where(
@@ -618,9 +642,31 @@ async def snooze_exception(
         )
     ).scalar_one_or_none()
     if row is None:
-        raise DetectionError(f"id: exception {exception_id} not found")
-    if row.status in (ExceptionStatus.RESOLVED, ExceptionStatus.AUTO_RESOLVED, ExceptionStatus.CLOSED):
+        raise DetectionNotFound(f"id: exception {exception_id} not found")
+    if row.status in CLOSED_STATUSES:
         raise DetectionError(f"id: a {row.status} exception cannot be snoozed")
+    _snooze(session, scope, row, until, now, actor_user_id, note, {"until": until.isoformat()})
+    await _due_by(session, scope, row.shipment_id, until)
+    await session.flush()
+    return row
+
+
+def _check_future_until(until: dt.datetime, now: dt.datetime) -> None:
+    _check_aware("until", until)
+    if until <= now:
+        raise DetectionError("until: must be in the future")
+
+
+def _snooze(
+    session: AsyncSession,
+    scope: TenantScope,
+    row: ShipmentException,
+    until: dt.datetime,
+    now: dt.datetime,
+    actor_user_id: uuid.UUID | None,
+    note: str | None,
+    data: dict[str, Any],
+) -> None:
     session.add(
         ExceptionActivity(
             tenant_id=scope.tenant_id,
@@ -631,13 +677,11 @@ async def snooze_exception(
             from_status=row.status,
             to_status=ExceptionStatus.SNOOZED,
             note=note,
-            data={"until": until.isoformat()},
+            data=data,
+            created_at=now,
         )
     )
     row.status, row.snoozed_until = ExceptionStatus.SNOOZED, until
-    await _due_by(session, scope, row.shipment_id, until)
-    await session.flush()
-    return row
 
 
 async def _due_by(session: AsyncSession, scope: TenantScope, shipment_id: uuid.UUID, at: dt.datetime) -> None:
@@ -699,28 +743,29 @@ async def backtest(
     The candidate runs as if enabled, whatever its mode.
     """
     config = check_rule(candidate)
+    _check_aware("startsAt", starts_at)
+    _check_aware("endsAt", ends_at)
     if ends_at <= starts_at:
         raise DetectionError("endsAt: must be after startsAt")
     if step < dt.timedelta(minutes=15):
         raise DetectionError("step: at least 15 minutes")
-    checkpoints = [starts_at + i * step for i in range(int((ends_at - starts_at) / step) + 1)]
+    # counted before they are built: a wide window with a short step must not allocate millions first
+    whole_steps = (ends_at - starts_at) // step
+    count = whole_steps + 1 + (starts_at + whole_steps * step < ends_at)
+    if count > MAX_BACKTEST_CHECKPOINTS:
+        raise DetectionError(f"step: {count} checkpoints; at most {MAX_BACKTEST_CHECKPOINTS} (widen step)")
+    checkpoints = [starts_at + i * step for i in range(whole_steps + 1)]
     if checkpoints[-1] < ends_at:
         checkpoints.append(ends_at)
-    if len(checkpoints) > MAX_BACKTEST_CHECKPOINTS:
-        raise DetectionError(
-            f"step: {len(checkpoints)} checkpoints; at most {MAX_BACKTEST_CHECKPOINTS} (widen step)"
-        )
     candidate_config = RuleConfig(
         None, config.exception_type, config.name, 0, RuleMode.ENABLED, config.parameters, config.scope
     )
-    current = [
-        r
-        for r in await rules_in_force(session, scope)
-        if r.exception_type == config.exception_type and r.name == config.name and r.mode != RuleMode.DISABLED
-    ]
+    # read, never seeded: a backtest writes nothing, even for a tenant that has no rules yet
+    in_force = await repository.rule_configs(session, scope) or default_rule_configs()
     current = [
         RuleConfig(r.id, r.exception_type, r.name, r.version, RuleMode.ENABLED, r.parameters, r.scope)
-        for r in current
+        for r in in_force
+        if r.exception_type == config.exception_type and r.name == config.name and r.mode != RuleMode.DISABLED
     ]
     ids = await repository.shipments_active_between(
         session, scope, starts_at, ends_at, limit=MAX_BACKTEST_SHIPMENTS

@@ -7,8 +7,9 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import ColumnElement, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.carriers.models import Carrier
@@ -34,6 +35,14 @@ class PageKey:
     id: uuid.UUID
 
 
+def after_in_newest_first(model: Any, after: PageKey) -> ColumnElement[bool]:
+    """The rows that follow ``after`` in the newest-first order ``(created_at, id)`` (keyset pagination)."""
+    return or_(
+        model.created_at < after.created_at,
+        (model.created_at == after.created_at) & (model.id < after.id),
+    )
+
+
 async def list_shipments(
     session: AsyncSession, scope: TenantScope, where: ShipmentFilter, limit: int, after: PageKey | None
 ) -> list[Shipment]:
@@ -57,12 +66,7 @@ async def list_shipments(
             )
         )
     if after is not None:
-        statement = statement.where(
-            or_(
-                Shipment.created_at < after.created_at,
-                (Shipment.created_at == after.created_at) & (Shipment.id < after.id),
-            )
-        )
+        statement = statement.where(after_in_newest_first(Shipment, after))
     statement = statement.order_by(Shipment.created_at.desc(), Shipment.id.desc()).limit(limit)
     return list((await session.execute(statement)).scalars())
 

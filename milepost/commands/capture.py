@@ -57,19 +57,25 @@ async def _tenant_scope(sessions: Any, slug: str) -> Any:
 
 
 @asynccontextmanager
-async def tenant_database(settings: Any, slug: str) -> AsyncIterator[tuple[Any, Any]]:
-    """``(sessions, scope)`` for one command: the database (embedded or given) as the app role, one tenant."""
+async def app_sessions(settings: Any) -> AsyncIterator[Any]:
+    """A session factory for one command: the database (embedded or given), as the application role."""
     from milepost.database import create_engine, session_factory
     from milepost.runtime import prepare
 
     runtime = prepare(settings)
     engine = create_engine(runtime.database.app_url, settings)
     try:
-        sessions = session_factory(engine)
-        yield sessions, await _tenant_scope(sessions, slug)
+        yield session_factory(engine)
     finally:
         await engine.dispose()
         runtime.database.stop()
+
+
+@asynccontextmanager
+async def tenant_database(settings: Any, slug: str) -> AsyncIterator[tuple[Any, Any]]:
+    """``(sessions, scope)`` for one command: :func:`app_sessions` and the tenant with this slug."""
+    async with app_sessions(settings) as sessions:
+        yield sessions, await _tenant_scope(sessions, slug)
 
 
 @click.command("import")

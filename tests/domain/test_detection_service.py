@@ -252,6 +252,8 @@ async def test_one_cause_groups_shipments_and_a_group_snooze_covers_newcomers(se
     group = (await session.execute(scoped(select(ExceptionGroup), ExceptionGroup, scope))).scalars().all()
     assert [(g.cause_kind, g.cause_key) for g in group if g.id == holds[0].group_id] == [("port", "NLRTM")]
 
+    with pytest.raises(DetectionError, match="until: a time needs a UTC offset"):
+        await service.snooze_group(session, scope, holds[0].group_id, T0.replace(tzinfo=None), now=T0)
     snoozed = await service.snooze_group(session, scope, holds[0].group_id, T0 + 800 * H, now=T0 + 732 * H)
     assert snoozed == 2
     third = await ocean_shipment(session, scope, account)
@@ -304,6 +306,8 @@ async def test_shadow_rules_record_without_raising_and_rules_are_versioned(sessi
             "parameters: NO_MOVEMENT: unknown parameter(s) hours",
         ),
         (RuleDraft("NO_MOVEMENT", scope={"lanes": ["x"]}), "scope: unknown key(s) lanes"),
+        (RuleDraft("NO_MOVEMENT", parameters=[1]), "parameters: expected a JSON object"),  # type: ignore[arg-type]
+        (RuleDraft("NO_MOVEMENT", scope=["modes"]), "scope: expected a JSON object"),  # type: ignore[arg-type]
         (
             RuleDraft("NO_MOVEMENT", scope={"modes": "ocean"}),
             "scope.modes: expected a list of non-empty strings",
@@ -407,10 +411,19 @@ async def test_a_backtest_reports_without_writing(session: AsyncSession) -> None
     assert "4.0 h after its plan" in example.explanation
     assert result.current_raised == {"MILESTONE_LATE": 1}  # default 6 h: raised at T0 + 42 h (44 h late)
     assert await exceptions(session, scope) == []
+    # compared against the defaults without storing them: the tenant still has no rule
+    assert (await session.execute(scoped(select(func.count()), Rule, scope))).scalar_one() == 0
     with pytest.raises(DetectionError, match="step: 1153 checkpoints"):
         await service.backtest(
             session, scope, candidate, starts_at=T0, ends_at=T0 + 288 * H, step=dt.timedelta(minutes=15)
         )
+    # counted before anything is built: a century in quarter hours is refused at once
+    with pytest.raises(DetectionError, match="step: 3506401 checkpoints"):
+        await service.backtest(
+            session, scope, candidate, starts_at=T0, ends_at=T0 + 876_600 * H, step=dt.timedelta(minutes=15)
+        )
+    with pytest.raises(DetectionError, match="startsAt: a time needs a UTC offset"):
+        await service.backtest(session, scope, candidate, starts_at=T0.replace(tzinfo=None), ends_at=T0 + H)
 
 
 async def test_another_tenants_shipments_are_neither_evaluated_nor_swept(session: AsyncSession) -> None:

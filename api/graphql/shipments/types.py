@@ -2,17 +2,21 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import strawberry
 from strawberry.scalars import JSON
 
 from api.graphql.context import Context
+from api.graphql.permissions import require_exception_read
 from api.graphql.relay import Node, PageInfo, to_global_id
 from domain.shipments import models
 from domain.shipments.rules import MilestoneStatus as MilestoneStatusValue
 from domain.shipments.rules import milestone_status
 from domain.tenancy import models as tenancy
+
+if TYPE_CHECKING:
+    from api.graphql.exceptions.types import ShipmentException
 
 Mode = strawberry.enum(models.Mode, name="Mode", description="Transport mode.")
 ShipmentStatus = strawberry.enum(
@@ -193,6 +197,16 @@ class Shipment(Node):
     async def timeline(self, info: strawberry.Info[Context, None]) -> list[Milestone]:
         rows = await info.context.loaders.milestones.load(self.row.id)
         return [Milestone(id=to_global_id("Milestone", r.id), row=r) for r in rows]
+
+    @strawberry.field(description="Its open exceptions (live ones), highest priority first.")
+    async def exceptions(
+        self, info: strawberry.Info[Context, None]
+    ) -> list[Annotated[ShipmentException, strawberry.lazy("api.graphql.exceptions.types")]]:
+        from api.graphql.exceptions.types import exception_node  # that module imports this one
+
+        require_exception_read(info.context.principal)
+        rows = await info.context.loaders.open_exceptions.load(self.row.id)
+        return [exception_node(row) for row in rows]
 
 
 def shipment_node(row: models.Shipment) -> Shipment:
