@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 from dramatiq.middleware import CurrentMessage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,7 +19,7 @@ from domain.exceptions import service as detection
 from domain.tenancy.repository import all_tenant_ids
 from milepost import demo
 from workers.broker import actor, current_broker, worker_context
-from workers.dispatcher import route_ids
+from workers.dispatcher import Send, register_route, route_ids
 from workers.scheduler import periodic
 
 SWEEP_BATCHES = 20
@@ -26,6 +27,16 @@ SWEEP_EVERY_SECONDS = 60
 
 # every timeline change (capture), new document or notice asks for an evaluation of its shipment
 route_ids("shipment.timeline_changed", "exceptions.evaluate", key="shipment_id")
+
+
+def _announce_only(_tenant_id: uuid.UUID, _payloads: list[dict[str, Any]]) -> list[Send]:
+    """Exception changes reach API processes through the batch's NOTIFY (subscriptions); no job acts on
+    them yet — notifications and escalation (the workflow issue) will route them to their actors."""
+    return []
+
+
+for _topic in detection.EXCEPTION_TOPICS:
+    register_route(_topic, _announce_only)
 
 
 @actor("demo.advance_feed", queue_name="demo", max_attempts=4, min_backoff=1_000, time_limit=60_000)

@@ -46,6 +46,8 @@ from domain.outbox.models import OutboxMessage
 from domain.shipments.models import Shipment
 
 SWEEP_BATCH = 500
+# the outbox topics detection writes (payload: exception, shipment and account ids, type, status, severity)
+EXCEPTION_TOPICS = ("exception.opened", "exception.updated", "exception.reopened", "exception.auto_resolved")
 
 
 class DetectionError(ValueError):

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from domain.columns import utcnow
 from domain.db import TenantScope, apply_scope, scoped, scoped_transaction
 from domain.exceptions.models import ShipmentException
+from domain.exceptions.service import EXCEPTION_TOPICS
 from domain.shipments.models import Shipment
 from domain.shipments.service import PlannedMilestone, ShipmentDraft, create_shipment
 from domain.tracking.service import NewEvent, record_events
@@ -25,7 +26,7 @@ from tests.workers.support import only, poll
 from workers import actors
 from workers import broker as broker_module
 from workers.broker import configure_workers, create_broker, start_in_process_worker
-from workers.dispatcher import Dispatcher
+from workers.dispatcher import Dispatcher, register_route
 
 H = dt.timedelta(hours=1)
 
@@ -130,3 +131,10 @@ async def _evaluated_at(
             scoped(select(Shipment.evaluated_at), Shipment, scope).where(Shipment.id == shipment_id)
         )
         return value.scalar_one()
+
+
+@pytest.mark.parametrize("topic", ["shipment.timeline_changed", *EXCEPTION_TOPICS])
+def test_every_topic_detection_reads_or_writes_has_its_route(topic: str) -> None:
+    """A topic without a route is dropped with a warning; each of these has one (a second is refused)."""
+    with pytest.raises(ValueError, match="already has a route"):
+        register_route(topic, lambda _tenant, _payloads: [])
