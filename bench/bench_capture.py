@@ -39,7 +39,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,21 +238,6 @@ FROM unnest($4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::text
          utc_offset_minutes, refs, reference_value, place, payload)
 ON CONFLICT (tenant_id, dedup_key) DO NOTHING
 """
-_LIMIT_COLUMNS = (
-    "id",
-    "shipment_id",
-    "source_event_id",
-    "dedup_key",
-    "classifier",
-    "code",
-    "locode",
-    "occurred_at",
-    "utc_offset_minutes",
-    "refs",
-    "reference_value",
-    "place",
-    "payload",
-)
 
 
 async def run_pool(concurrency: int, count: int, work: Callable[[int, int], Awaitable[bool]]) -> None:
@@ -301,7 +287,7 @@ async def database_limit(
                 tenants[tenant_index].id,
                 now,
                 message_id,
-                *(columns[c] for c in _LIMIT_COLUMNS),
+                *(columns[c] for c in data.ROW_COLUMNS),
             )
         inserted += int(status.split()[-1])
         latencies.append(time.perf_counter() - started)
@@ -506,23 +492,28 @@ def check(label: str, got: int, expected: int, problems: list[str]) -> None:
 # --- the run ------------------------------------------------------------------------------------------
 
 
-def main() -> None:
-    config = Config.from_env()
+@contextmanager
+def database_server(database_url: str | None) -> Iterator[tuple[URL, Path]]:
+    """``(admin URL, scratch folder)``: the server at ``database_url`` (an owner/superuser URL), or an
+    embedded PostgreSQL in the scratch folder, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="milepost-bench-") as tmp:
         folder = Path(tmp)
-        server = None
-        if config.database_url:
-            admin = sqlalchemy_url(config.database_url)
-        else:
-            (folder / "pgdata").mkdir()
-            say("starting an embedded PostgreSQL ...")
-            server = embedded_server(folder / "pgdata", cleanup_mode="delete")
-            admin = sqlalchemy_url(server.get_uri())
+        if database_url:
+            yield sqlalchemy_url(database_url), folder
+            return
+        (folder / "pgdata").mkdir()
+        say("starting an embedded PostgreSQL ...")
+        server = embedded_server(folder / "pgdata", cleanup_mode="delete")
         try:
-            run(config, admin, folder)
+            yield sqlalchemy_url(server.get_uri()), folder
         finally:
-            if server is not None:
-                server.cleanup()
+            server.cleanup()
+
+
+def main() -> None:
+    config = Config.from_env()
+    with database_server(config.database_url) as (admin, folder):
+        run(config, admin, folder)
 
 
 def run(config: Config, admin: URL, folder: Path) -> None:

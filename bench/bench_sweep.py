@@ -18,7 +18,6 @@ import asyncio
 import datetime as dt
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,10 +26,17 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from bench import data
-from bench.bench_capture import code_version, owner_maintenance, recreate_database, say, seed
+from bench.bench_capture import (
+    code_version,
+    database_server,
+    owner_maintenance,
+    recreate_database,
+    say,
+    seed,
+)
 from domain.db import TenantScope, scoped_transaction
 from domain.exceptions import service
-from milepost.database import app_url_for, embedded_server, libpq_url, migrate, sqlalchemy_url
+from milepost.database import app_url_for, libpq_url, migrate
 from milepost.settings import Settings
 
 DATABASE = "milepost_bench_sweep"
@@ -40,23 +46,9 @@ DUE_SWEEPS = 5
 
 def main() -> None:
     sizes = [int(s) for s in os.environ.get("BENCH_SWEEP_SIZES", "10000,100000").split(",")]
-    with tempfile.TemporaryDirectory(prefix="milepost-bench-") as tmp:
-        folder = Path(tmp)
-        server = None
-        url = os.environ.get("BENCH_DATABASE_URL")
-        if url:
-            admin = sqlalchemy_url(url)
-        else:
-            (folder / "pgdata").mkdir()
-            say("starting an embedded PostgreSQL ...")
-            server = embedded_server(folder / "pgdata", cleanup_mode="delete")
-            admin = sqlalchemy_url(server.get_uri())
-        try:
-            say(f"code under test: {code_version()}")
-            results = {size: asyncio.run(measure(admin, folder, size)) for size in sizes}
-        finally:
-            if server is not None:
-                server.cleanup()
+    with database_server(os.environ.get("BENCH_DATABASE_URL")) as (admin, folder):
+        say(f"code under test: {code_version()}")
+        results = {size: asyncio.run(measure(admin, folder, size)) for size in sizes}
     smallest, largest = min(sizes), max(sizes)
     for size, (idle, due) in results.items():
         say(

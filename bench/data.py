@@ -244,26 +244,27 @@ def body(plan: Plan, message: Message) -> bytes:
     return ('{"events":[' + ",".join(parts) + "]}").encode()
 
 
+# the columns of :func:`rows`, in the order the database-limit insert takes them
+ROW_COLUMNS = (
+    "id",
+    "shipment_id",
+    "source_event_id",
+    "dedup_key",
+    "classifier",
+    "code",
+    "locode",
+    "occurred_at",
+    "utc_offset_minutes",
+    "refs",
+    "reference_value",
+    "place",
+    "payload",
+)
+
+
 def rows(plan: Plan, message: Message) -> dict[str, list[Any]]:
     """The ``tracking_event`` values the application stores for ``message`` (domain/tracking/service.py)."""
-    columns: dict[str, list[Any]] = {
-        name: []
-        for name in (
-            "id",
-            "shipment_id",
-            "source_event_id",
-            "dedup_key",
-            "classifier",
-            "code",
-            "locode",
-            "occurred_at",
-            "utc_offset_minutes",
-            "refs",
-            "reference_value",
-            "place",
-            "payload",
-        )
-    }
+    columns: dict[str, list[Any]] = {name: [] for name in ROW_COLUMNS}
     shipment_ids: dict[int, uuid.UUID] = {}
     for position, e in enumerate(message.events(plan)):
         sid = shipment_ids.get(e.shipment)

@@ -11,12 +11,13 @@ Two layers keep tenants apart, on purpose both:
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, MetaData, Select, and_, text
+from sqlalchemy import ColumnElement, MetaData, Select, Text, Uuid, and_, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
 
@@ -85,6 +86,16 @@ async def system_transaction(
     async with session_factory() as session, session.begin():
         await session.execute(_SYSTEM_TASK)
         yield session
+
+
+def uuid_array(values: Iterable[uuid.UUID]) -> Any:
+    """One ``uuid[]`` parameter (``col = ANY(...)``) instead of thousands of IN parameters: less to send,
+    parse and plan."""
+    return bindparam(None, list(values), type_=ARRAY(Uuid))
+
+
+def text_array(values: Iterable[str]) -> Any:
+    return bindparam(None, list(values), type_=ARRAY(Text))
 
 
 SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])

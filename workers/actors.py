@@ -17,6 +17,7 @@ from domain.db import TenantScope, scoped_transaction, system_transaction
 from domain.exceptions import repository as detection_queries
 from domain.exceptions import service as detection
 from domain.tenancy.repository import all_tenant_ids
+from domain.tracking.service import TIMELINE_CHANGED
 from milepost import demo
 from workers.broker import actor, current_broker, worker_context
 from workers.dispatcher import Send, register_route, route_ids
@@ -26,7 +27,7 @@ SWEEP_BATCHES = 20
 SWEEP_EVERY_SECONDS = 60
 
 # every timeline change (capture), new document or notice asks for an evaluation of its shipment
-route_ids("shipment.timeline_changed", "exceptions.evaluate", key="shipment_id")
+route_ids(TIMELINE_CHANGED, "exceptions.evaluate", key="shipment_id")
 
 
 def _announce_only(_tenant_id: uuid.UUID, _payloads: list[dict[str, Any]]) -> list[Send]:

@@ -13,16 +13,16 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Select, Text, Uuid, any_, bindparam, func, select, tuple_
-from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
+from sqlalchemy import Select, any_, func, select, tuple_
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.columns import TenantOwned
-from domain.db import TenantScope, scoped
+from domain.db import TenantScope, scoped, text_array, uuid_array
 from domain.documents.models import ShipmentDocument
 from domain.exceptions.models import (
     OPEN_STATUSES,
@@ -45,15 +45,6 @@ from domain.tenancy.models import Account
 from domain.tracking import rules as tracking_rules
 from domain.tracking.canonical import Classifier
 from domain.tracking.models import TrackingEvent
-
-
-def uuid_array(values: Iterable[uuid.UUID]) -> Any:
-    return bindparam(None, list(values), type_=ARRAY(Uuid))
-
-
-def text_array(values: Iterable[str]) -> Any:
-    return bindparam(None, list(values), type_=ARRAY(Text))
-
 
 # --- rules ---------------------------------------------------------------------------------------------
 
@@ -96,19 +87,25 @@ async def load_states(
     shipment_ids: Sequence[uuid.UUID],
     *,
     as_of: dt.datetime | None = None,
+    lock: bool = False,
 ) -> list[ShipmentState]:
-    """The states of these shipments (missing or invisible ids are left out), in id order."""
+    """The states of these shipments (missing or invisible ids are left out), in id order.
+
+    ``lock`` takes the shipment rows FOR NO KEY UPDATE, in id order, with the read that loads them: two
+    evaluations of one shipment then run one after the other.
+    """
     ids = sorted(set(shipment_ids))
     if not ids:
         return []
-    shipments = (
-        await session.execute(
-            scoped(select(Shipment, Account.sla_tier), Shipment, scope)
-            .join(Account, (Account.tenant_id == Shipment.tenant_id) & (Account.id == Shipment.account_id))
-            .where(Shipment.id == any_(uuid_array(ids)))
-            .order_by(Shipment.id)
-        )
-    ).all()
+    statement = (
+        scoped(select(Shipment, Account.sla_tier), Shipment, scope)
+        .join(Account, (Account.tenant_id == Shipment.tenant_id) & (Account.id == Shipment.account_id))
+        .where(Shipment.id == any_(uuid_array(ids)))
+        .order_by(Shipment.id)
+    )
+    if lock:
+        statement = statement.with_for_update(key_share=True, of=Shipment)
+    shipments = (await session.execute(statement)).all()
     if not shipments:
         return []
     ids = [shipment.id for shipment, _ in shipments]
@@ -149,7 +146,11 @@ async def load_states(
     for shipment, sla_tier in shipments:
         plan = milestones[shipment.id]
         timeline = _as_of_timeline(plan, events[shipment.id]) if as_of is not None else plan
-        status = _status_of(shipment.status, timeline) if as_of is not None else shipment.status
+        status = (
+            tracking_rules.status_of(shipment.status, (m.code for m in timeline if m.actual_at))
+            if as_of is not None
+            else shipment.status
+        )
         states.append(
             ShipmentState(
                 id=shipment.id,
@@ -172,10 +173,11 @@ async def load_states(
                 documents=documents[shipment.id],
             )
         )
-    notices = await _notices(session, scope, {p for s in states for p in s.route_locodes()}, as_of)
+    routes = [state.route_locodes() for state in states]
+    notices = await _notices(session, scope, set().union(*routes), as_of)
     return [
-        _with_notices(state, [n for n in notices if n.location_locode in state.route_locodes()])
-        for state in states
+        _with_notices(state, [n for n in notices if n.location_locode in route])
+        for state, route in zip(states, routes, strict=True)
     ]
 
 
@@ -323,14 +325,6 @@ def _as_of_timeline(current: Sequence[MilestoneView], events: Sequence[EventView
         )
         for s in timeline
     ]
-
-
-def _status_of(current: str, timeline: Sequence[MilestoneView]) -> str:
-    if current == ShipmentStatus.CANCELLED:
-        return current
-    return tracking_rules.status_after(
-        ShipmentStatus.BOOKED, ((Classifier.ACTUAL, m.code) for m in timeline if m.actual_at is not None)
-    )
 
 
 async def _notices(

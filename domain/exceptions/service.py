@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +42,9 @@ from domain.exceptions.taxonomy import (
     ParameterError,
     validate_parameters,
 )
-from domain.outbox.models import OutboxMessage
+from domain.outbox.service import publish_all
 from domain.shipments.models import Shipment
+from domain.tracking.service import TIMELINE_CHANGED
 
 SWEEP_BATCH = 500
 # the outbox topics detection writes (payload: exception, shipment and account ids, type, status, severity)
@@ -85,8 +86,11 @@ def default_rule_configs() -> list[RuleConfig]:
 async def ensure_default_rules(session: AsyncSession, scope: TenantScope) -> None:
     """Give a tenant without any rule the default rule set (new tenants; tenants from before detection)."""
     existing = await session.execute(scoped(select(Rule.id), Rule, scope).limit(1))
-    if existing.first() is not None:
-        return
+    if existing.first() is None:
+        await _store_defaults(session, scope)
+
+
+async def _store_defaults(session: AsyncSession, scope: TenantScope) -> None:
     session.add_all(
         Rule(
             tenant_id=scope.tenant_id,
@@ -105,7 +109,11 @@ async def ensure_default_rules(session: AsyncSession, scope: TenantScope) -> Non
 
 
 async def rules_in_force(session: AsyncSession, scope: TenantScope) -> list[RuleConfig]:
-    await ensure_default_rules(session, scope)
+    """The rules in force, the defaults stored first for a tenant without any (one read per evaluation)."""
+    configs = await repository.rule_configs(session, scope)
+    if configs:
+        return configs
+    await _store_defaults(session, scope)
     return await repository.rule_configs(session, scope)
 
 
@@ -218,13 +226,7 @@ async def evaluate_shipments(
     ids = sorted(set(shipment_ids))
     if not ids:
         return report
-    await session.execute(
-        scoped(select(Shipment.id), Shipment, scope)
-        .where(Shipment.id.in_(ids))
-        .order_by(Shipment.id)
-        .with_for_update(key_share=True)
-    )
-    states = await repository.load_states(session, scope, ids)
+    states = await repository.load_states(session, scope, ids, lock=True)
     if not states:  # gone, another tenant's, or the tenant itself was deleted meanwhile: nothing to do
         return report
     rules = await rules_in_force(session, scope)
@@ -234,6 +236,7 @@ async def evaluate_shipments(
         by_shipment.setdefault(row.shipment_id, []).append(row)
     writer = _Writer(session, scope, now)
     schedule: list[tuple[uuid.UUID, dt.datetime | None]] = []
+    planned = []
     for state in states:
         evaluation = evaluate(state, rules, now)
         existing = by_shipment.get(state.id, [])
@@ -246,6 +249,14 @@ async def evaluate_shipments(
             now,
             reopen_window,
         )
+        planned.append((state, evaluation, existing, changes))
+    await writer.open_groups(
+        c.finding.finding.cause
+        for *_, changes in planned
+        for c in changes
+        if c.kind == ChangeKind.OPEN and c.finding is not None and c.finding.rule.mode != RuleMode.SHADOW
+    )
+    for state, evaluation, existing, changes in planned:
         rows_by_id = {r.id: r for r in existing}
         for change in changes:
             await writer.apply(state.id, state.account_id, change, rows_by_id)
@@ -279,6 +290,20 @@ async def evaluate_shipments(
     return report
 
 
+_OPEN_GROUPS = text(
+    """
+    INSERT INTO exception_group AS g
+        (tenant_id, id, cause_kind, cause_key, title, status, first_seen_at, last_seen_at)
+    SELECT :tenant_id, gen_random_uuid(), c.kind, c.key, c.title, 'open', :now, :now
+    FROM unnest(CAST(:kinds AS text[]), CAST(:keys AS text[]), CAST(:titles AS text[])) AS c(kind, key, title)
+    ORDER BY c.kind, c.key
+    ON CONFLICT (tenant_id, cause_kind, cause_key) WHERE status = 'open'
+    DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at
+    RETURNING g.id, g.cause_kind, g.cause_key, g.snoozed_until
+    """
+)
+
+
 class _Writer:
     """Applies reconciliation changes: exception rows, their activity entries, groups and outbox rows."""
 
@@ -288,7 +313,7 @@ class _Writer:
         self.now = now
         self.groups: dict[tuple[str, str], tuple[uuid.UUID, dt.datetime | None]] = {}
         self.activities: list[dict[str, Any]] = []
-        self.outbox: list[dict[str, Any]] = []
+        self.outbox: list[tuple[str, dict[str, Any]]] = []
         self.opened: dict[uuid.UUID, list[ShipmentException]] = {}
 
     async def apply(
@@ -325,7 +350,8 @@ class _Writer:
                 first_seen_at=self.now,
             )
             self._fill(row, finding, new_occurrence=True)
-            group = await self._group(finding.finding.cause) if not row.shadow else None
+            cause = finding.finding.cause
+            group = self.groups[(cause.kind, cause.key)] if cause and not row.shadow else None
             if group is not None:
                 row.group_id, snoozed_until = group
                 if snoozed_until is not None and snoozed_until > self.now:
@@ -365,36 +391,25 @@ class _Writer:
         if new_occurrence:
             row.occurrences = (row.occurrences or 0) + 1
 
-    async def _group(self, cause: Cause | None) -> tuple[uuid.UUID, dt.datetime | None] | None:
-        if cause is None:
-            return None
-        key = (cause.kind, cause.key)
-        if key not in self.groups:
-            statement = text(
-                """
-                INSERT INTO exception_group AS g
-                    (tenant_id, id, cause_kind, cause_key, title, status, first_seen_at, last_seen_at)
-                VALUES (:tenant_id, :id, :kind, :key, :title, 'open', :now, :now)
-                ON CONFLICT (tenant_id, cause_kind, cause_key) WHERE status = 'open'
-                DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at
-                RETURNING g.id, g.snoozed_until
-                """
-            )
-            row = (
-                await self.session.execute(
-                    statement,
-                    {
-                        "tenant_id": self.scope.tenant_id,
-                        "id": uuid.uuid4(),
-                        "kind": cause.kind,
-                        "key": cause.key,
-                        "title": cause.title,
-                        "now": self.now,
-                    },
-                )
-            ).one()
-            self.groups[key] = (row.id, row.snoozed_until)
-        return self.groups[key]
+    async def open_groups(self, causes: Iterable[Cause | None]) -> None:
+        """The open group of each cause, created where missing, in one statement. Rows are written in key
+        order, so two evaluations that share causes wait for each other instead of deadlocking."""
+        wanted = {(c.kind, c.key): c for c in causes if c is not None}
+        if not wanted:
+            return
+        keys = sorted(wanted)
+        rows = await self.session.execute(
+            _OPEN_GROUPS,
+            {
+                "tenant_id": self.scope.tenant_id,
+                "now": self.now,
+                "kinds": [kind for kind, _ in keys],
+                "keys": [key for _, key in keys],
+                "titles": [wanted[k].title for k in keys],
+            },
+        )
+        for row in rows:
+            self.groups[(row.cause_kind, row.cause_key)] = (row.id, row.snoozed_until)
 
     def _activity(
         self, row: ShipmentException, kind: str, before: str | None, after: str | None, note: str | None
@@ -417,27 +432,21 @@ class _Writer:
     def _publish(self, topic: str, row: ShipmentException) -> None:
         if row.shadow:
             return  # shadow findings are recorded for comparison, never announced
-        self.outbox.append(
-            {
-                "tenant_id": self.scope.tenant_id,
-                "topic": topic,
-                "payload": {
-                    "exception_id": str(row.id),
-                    "shipment_id": str(row.shipment_id),
-                    "account_id": str(row.account_id),
-                    "type": row.exception_type,
-                    "status": row.status,
-                    "severity": row.severity,
-                },
-            }
-        )
+        payload = {
+            "exception_id": str(row.id),
+            "shipment_id": str(row.shipment_id),
+            "account_id": str(row.account_id),
+            "type": row.exception_type,
+            "status": row.status,
+            "severity": row.severity,
+        }
+        self.outbox.append((topic, payload))
 
     async def flush(self) -> None:
         await self.session.flush()  # exceptions first: activities point at them
         if self.activities:
             await self.session.execute(insert(ExceptionActivity), self.activities)
-        if self.outbox:
-            await self.session.execute(insert(OutboxMessage), self.outbox)
+        await publish_all(self.session, self.scope, self.outbox)
 
 
 # --- the sweep -----------------------------------------------------------------------------------------
@@ -570,18 +579,8 @@ async def request_evaluation(
 ) -> None:
     """Ask for these shipments to be evaluated after this transaction commits (an outbox row per shipment,
     the same topic capture writes after a timeline change)."""
-    if shipment_ids:
-        await session.execute(
-            insert(OutboxMessage),
-            [
-                {
-                    "tenant_id": scope.tenant_id,
-                    "topic": "shipment.timeline_changed",
-                    "payload": {"shipment_id": str(i), "reason": "re-evaluate"},
-                }
-                for i in shipment_ids
-            ],
-        )
+    changes = [(TIMELINE_CHANGED, {"shipment_id": str(i), "reason": "re-evaluate"}) for i in shipment_ids]
+    await publish_all(session, scope, changes)
 
 
 # --- snooze --------------------------------------------------------------------------------------------
@@ -614,14 +613,14 @@ async def snooze_group(
             )
         )
     ).scalars()
-    count = 0
+    snoozed = []
     for row in members:
         note = f"group snoozed until {until.isoformat()}"
         _snooze(session, scope, row, until, now, actor_user_id, note, {"group_id": str(group_id)})
-        count += 1
-        await _due_by(session, scope, row.shipment_id, until)
+        snoozed.append(row.shipment_id)
+    await _due_by(session, scope, snoozed, until)
     await session.flush()
-    return count
+    return len(snoozed)
 
 
 async def snooze_exception(
@@ -648,7 +647,7 @@ async def snooze_exception(
     if row.status in CLOSED_STATUSES:
         raise DetectionError(f"id: a {row.status} exception cannot be snoozed")
     _snooze(session, scope, row, until, now, actor_user_id, note, {"until": until.isoformat()})
-    await _due_by(session, scope, row.shipment_id, until)
+    await _due_by(session, scope, [row.shipment_id], until)
     await session.flush()
     return row
 
@@ -686,15 +685,19 @@ def _snooze(
     row.status, row.snoozed_until = ExceptionStatus.SNOOZED, until
 
 
-async def _due_by(session: AsyncSession, scope: TenantScope, shipment_id: uuid.UUID, at: dt.datetime) -> None:
-    """Make sure the sweep looks at the shipment by ``at`` (when a snooze ends)."""
-    await session.execute(
-        text(
-            "UPDATE shipment SET next_check_at = LEAST(coalesce(next_check_at, :at), :at) "
-            "WHERE tenant_id = :tenant_id AND id = :id"
-        ),
-        {"at": at, "tenant_id": scope.tenant_id, "id": shipment_id},
-    )
+async def _due_by(
+    session: AsyncSession, scope: TenantScope, shipment_ids: Sequence[uuid.UUID], at: dt.datetime
+) -> None:
+    """Make sure the sweep looks at these shipments by ``at`` (when a snooze ends); an earlier due time
+    stays."""
+    if shipment_ids:
+        await session.execute(
+            text(
+                "UPDATE shipment SET next_check_at = LEAST(coalesce(next_check_at, :at), :at) "
+                "WHERE tenant_id = :tenant_id AND id = ANY(:ids)"
+            ),
+            {"at": at, "tenant_id": scope.tenant_id, "ids": list(shipment_ids)},
+        )
 
 
 # --- backtest ------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ sends their messages, marks them dispatched and notifies, then commits.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +30,33 @@ class PendingChange:
 
 async def publish(session: AsyncSession, scope: TenantScope, topic: str, payload: dict[str, Any]) -> None:
     """Write one change to the outbox, in the caller's transaction: it is dispatched only if that commits."""
-    session.add(OutboxMessage(tenant_id=scope.tenant_id, topic=topic, payload=payload))
-    await session.flush()
+    await publish_all(session, scope, [(topic, payload)])
+
+
+_PUBLISH = text(
+    """
+    INSERT INTO outbox (tenant_id, topic, payload, created_at)
+    SELECT :tenant_id, c.topic, c.payload::jsonb, now()
+    FROM unnest(CAST(:topics AS text[]), CAST(:payloads AS text[])) WITH ORDINALITY AS c(topic, payload, n)
+    ORDER BY c.n
+    """
+)
+
+
+async def publish_all(
+    session: AsyncSession, scope: TenantScope, changes: Sequence[tuple[str, dict[str, Any]]]
+) -> None:
+    """Write ``(topic, payload)`` changes to the outbox in one statement, in this order (outbox ids follow
+    it), in the caller's transaction. Capture's hot path writes a row per changed shipment through here."""
+    if changes:
+        await session.execute(
+            _PUBLISH,
+            {
+                "tenant_id": scope.tenant_id,
+                "topics": [topic for topic, _ in changes],
+                "payloads": [json.dumps(payload) for _, payload in changes],
+            },
+        )
 
 
 async def claim_pending(session: AsyncSession, scope: TenantScope, limit: int) -> list[PendingChange]:

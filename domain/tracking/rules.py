@@ -88,6 +88,19 @@ def next_status(current: str, classifier: str, milestone_code: str) -> str:
     return current
 
 
+def status_of(current: str, actual_codes: Iterable[str]) -> str:
+    """The status a timeline supports, from the codes of its milestones that happened: recomputed, so a
+    withdrawn delivery un-delivers the shipment. A cancelled shipment stays cancelled."""
+    if current == ShipmentStatus.CANCELLED:
+        return current
+    codes = set(actual_codes)
+    if MilestoneCode.DELIVERED in codes:
+        return ShipmentStatus.DELIVERED
+    if codes & MOVEMENT_CODES:
+        return ShipmentStatus.IN_TRANSIT
+    return ShipmentStatus.BOOKED
+
+
 def status_after(current: str, events: Iterable[tuple[str, str]]) -> str:
     """The status after all ``(classifier, milestone_code)`` events, in any order."""
     for classifier, milestone_code in events:

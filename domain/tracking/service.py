@@ -19,13 +19,13 @@ from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from sqlalchemy import Text, Uuid, and_, any_, bindparam, delete, or_, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import and_, any_, delete, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.columns import utcnow
-from domain.db import TenantScope, scoped, tenant_condition
-from domain.shipments.models import Milestone, MilestoneCode, Shipment, ShipmentReference, ShipmentStatus
+from domain.db import TenantScope, scoped, tenant_condition, text_array, uuid_array
+from domain.outbox.service import publish_all
+from domain.shipments.models import Milestone, MilestoneCode, Shipment, ShipmentReference
 from domain.shipments.timeline import (
     UNPLANNED_SEQUENCE_START,
     MilestoneState,
@@ -43,6 +43,9 @@ from domain.tracking.models import EventClassifier, TrackingEvent
 _LOCODE = re.compile(r"^[A-Z]{2}[A-Z2-9]{3}$")
 _SOURCE_LENGTH = 32
 _MAX_OFFSET_MINUTES = 14 * 60
+
+# the outbox topic of a changed timeline (payload: shipment id, status); detection listens to it
+TIMELINE_CHANGED = "shipment.timeline_changed"
 
 ACCEPTED, PARKED, DUPLICATE, UPDATED, REJECTED = "accepted", "parked", "duplicate", "updated", "rejected"
 
@@ -143,15 +146,6 @@ _INSERT = text(
 )
 
 
-def _uuid_array(values: Sequence[uuid.UUID]) -> Any:
-    # one array parameter instead of thousands of IN parameters: far less to send, parse and plan
-    return bindparam(None, list(values), type_=ARRAY(Uuid))
-
-
-def _text_array(values: Sequence[str]) -> Any:
-    return bindparam(None, list(values), type_=ARRAY(Text))
-
-
 def _place_text(place: Place | None) -> str:
     if place is None:
         return ""
@@ -205,7 +199,7 @@ async def match_shipments(
             (Shipment.tenant_id == ShipmentReference.tenant_id)
             & (Shipment.id == ShipmentReference.shipment_id),
         )
-        .where(ShipmentReference.value == any_(_text_array(values)))
+        .where(ShipmentReference.value == any_(text_array(values)))
     )
     found: dict[str, list[tuple[str, uuid.UUID, dt.datetime]]] = defaultdict(list)
     for value, kind, shipment_id, created_at in (await session.execute(statement)).all():
@@ -344,8 +338,6 @@ def _location_name(place: Place | None) -> str | None:
 
 # --- timelines -----------------------------------------------------------------------------------------
 
-_MOVEMENT = rules.MOVEMENT_CODES
-
 
 @dataclass(frozen=True, slots=True)
 class AddedEvent:
@@ -393,7 +385,7 @@ async def update_timelines(
         for row in (
             await session.execute(
                 scoped(select(Shipment.id, Shipment.status), Shipment, scope)
-                .where(Shipment.id == any_(_uuid_array(ids)))
+                .where(Shipment.id == any_(uuid_array(ids)))
                 .order_by(Shipment.id)
                 # FOR NO KEY UPDATE: the event insert's foreign-key check holds FOR KEY SHARE on these rows,
                 # which a plain FOR UPDATE would wait on — two messages for one shipment would deadlock
@@ -482,7 +474,7 @@ async def _stored_milestones(
             _milestone,
             scope,
         )
-        .where(_milestone.shipment_id == any_(_uuid_array(shipment_ids)))
+        .where(_milestone.shipment_id == any_(uuid_array(shipment_ids)))
         .order_by(_milestone.shipment_id, _milestone.sequence)
     )
     milestones: dict[uuid.UUID, list[_StoredMilestone]] = defaultdict(list)
@@ -552,7 +544,7 @@ async def _events_in_force(
         defaultdict(list)
     )
     statement = scoped(select(*event_columns), e, scope).where(
-        e.shipment_id == any_(_uuid_array(shipment_ids))
+        e.shipment_id == any_(uuid_array(shipment_ids))
     )
     for row in (await session.execute(statement)).all():
         timeline_event = None
@@ -628,9 +620,11 @@ class _TimelineWrites:
                 _UPDATE_STATUSES,
                 {**tenant, "id": [i for i, _ in self.statuses], "status": [s for _, s in self.statuses]},
             )
-        if self.changed:
-            payloads = [json.dumps({"shipment_id": str(i), "status": s}) for i, s in self.changed]
-            await session.execute(_INSERT_OUTBOX, {**tenant, "payload": payloads})
+        await publish_all(
+            session,
+            scope,
+            [(TIMELINE_CHANGED, {"shipment_id": str(i), "status": s}) for i, s in self.changed],
+        )
 
 
 _STATE_ARRAYS = """
@@ -677,12 +671,6 @@ _UPDATE_STATUSES = text(
     WHERE s.tenant_id = :tenant_id AND s.id = u.id
     """
 )
-_INSERT_OUTBOX = text(
-    """
-    INSERT INTO outbox (tenant_id, topic, payload, created_at)
-    SELECT :tenant_id, 'shipment.timeline_changed', p::jsonb, now() FROM unnest(CAST(:payload AS text[])) AS p
-    """
-)
 
 
 def _state_arrays(rows: Sequence[tuple[uuid.UUID, MilestoneState]], key: str) -> dict[str, list[Any]]:
@@ -693,15 +681,7 @@ def _state_arrays(rows: Sequence[tuple[uuid.UUID, MilestoneState]], key: str) ->
 
 
 def _status(current: str, timeline: Sequence[MilestoneState]) -> str:
-    """The status the timeline supports: recomputed, so a withdrawn delivery un-delivers the shipment."""
-    if current == ShipmentStatus.CANCELLED:
-        return current
-    actuals = [m.code for m in timeline if m.actual_at is not None]
-    if MilestoneCode.DELIVERED in actuals:
-        return ShipmentStatus.DELIVERED
-    if any(code in _MOVEMENT for code in actuals):
-        return ShipmentStatus.IN_TRANSIT
-    return ShipmentStatus.BOOKED
+    return rules.status_of(current, (m.code for m in timeline if m.actual_at is not None))
 
 
 # what a timeline shows, and which events won it (stored so later events can be compared with them)
