@@ -1071,7 +1071,9 @@ async def advance_shipments(
     """
     new_events = 0
     async with scoped_transaction(sessions, scope) as session:
-        for shipment_id in shipment_ids:
+        # in id order, as every transaction locks shipments: a detection evaluation of an overlapping set
+        # would otherwise deadlock with this one
+        for shipment_id in sorted(set(shipment_ids)):
             new_events += await _advance(session, scope, shipment_id, cutoff=cutoff, run_id=run_id)
     log.log(
         logging.INFO if new_events else logging.DEBUG,
