@@ -45,10 +45,11 @@ from domain.exceptions.taxonomy import (
 from domain.outbox.service import publish_all
 from domain.shipments.models import Shipment
 from domain.tracking.service import TIMELINE_CHANGED
+from domain.workflow import topics
 
 SWEEP_BATCH = 500
-# the outbox topics detection writes (payload: exception, shipment and account ids, type, status, severity)
-EXCEPTION_TOPICS = ("exception.opened", "exception.updated", "exception.reopened", "exception.auto_resolved")
+# the outbox topics detection writes (payloads: ``domain.workflow.topics.base_payload``)
+EXCEPTION_TOPICS = topics.DETECTION_TOPICS
 
 
 class DetectionError(ValueError):
@@ -332,7 +333,7 @@ class _Writer:
             row.resolved_at = self.now
             row.resolution_reason = change.reason
             row.snoozed_until = None
-            self._publish("exception.auto_resolved", row)
+            self._publish(topics.AUTO_RESOLVED, row)
             return
         assert finding is not None
         if row is None:
@@ -359,24 +360,24 @@ class _Writer:
             self.session.add(row)  # written with the others at flush(): one round trip, not one per row
             self.opened.setdefault(shipment_id, []).append(row)
             self._activity(row, "opened", None, row.status, finding.finding.explanation)
-            self._publish("exception.opened", row)
+            self._publish(topics.OPENED, row)
             return
         before = (row.severity, row.fingerprint)
         self._fill(row, finding, new_occurrence=change.new_occurrence)
         if change.kind == ChangeKind.UNSNOOZE:
             self._activity(row, "unsnoozed", row.status, ExceptionStatus.OPEN, "the snooze expired")
             row.status, row.snoozed_until = ExceptionStatus.OPEN, None
-            self._publish("exception.updated", row)
+            self._publish(topics.UPDATED, row)
         elif change.kind == ChangeKind.REOPEN:
             self._activity(row, "reopened", row.status, ExceptionStatus.REOPENED, finding.finding.explanation)
             row.status = ExceptionStatus.REOPENED
             row.resolved_at = row.resolution_reason = None
             row.reopen_count += 1
-            self._publish("exception.reopened", row)
+            self._publish(topics.REOPENED, row)
         elif (row.severity, row.fingerprint) != before:
             if change.new_occurrence:
                 self._activity(row, "occurred", row.status, row.status, finding.finding.explanation)
-            self._publish("exception.updated", row)
+            self._publish(topics.UPDATED, row)
 
     def _fill(self, row: ShipmentException, finding: RuledFinding, *, new_occurrence: bool) -> None:
         row.category = finding.category
@@ -432,15 +433,7 @@ class _Writer:
     def _publish(self, topic: str, row: ShipmentException) -> None:
         if row.shadow:
             return  # shadow findings are recorded for comparison, never announced
-        payload = {
-            "exception_id": str(row.id),
-            "shipment_id": str(row.shipment_id),
-            "account_id": str(row.account_id),
-            "type": row.exception_type,
-            "status": row.status,
-            "severity": row.severity,
-        }
-        self.outbox.append((topic, payload))
+        self.outbox.append((topic, topics.base_payload(row)))
 
     async def flush(self) -> None:
         await self.session.flush()  # exceptions first: activities point at them
