@@ -16,17 +16,27 @@ from domain.outbox.models import OutboxMessage
 from domain.shipments.models import Leg, Milestone, MilestoneTemplate, Shipment, ShipmentReference
 from domain.tenancy.models import Account, ApiClient, Team, TeamMember, Tenant, User
 from domain.tracking.models import CodeMapping, IngestEndpoint, IngestMessage, TrackingEvent
+from domain.workflow.models import (
+    AssignmentRule,
+    EscalationPolicy,
+    ExceptionResolution,
+    Playbook,
+    ResponseTargetRow,
+)
 
 __all__ = [
     "Account",
     "ApiClient",
+    "AssignmentRule",
     "Base",
     "Carrier",
     "CodeMapping",
     "DeadLetter",
     "DisruptionNotice",
+    "EscalationPolicy",
     "ExceptionActivity",
     "ExceptionGroup",
+    "ExceptionResolution",
     "GlobalDisruptionNotice",
     "IngestEndpoint",
     "IngestMessage",
@@ -34,6 +44,8 @@ __all__ = [
     "Milestone",
     "MilestoneTemplate",
     "OutboxMessage",
+    "Playbook",
+    "ResponseTargetRow",
     "Rule",
     "Shipment",
     "ShipmentDocument",

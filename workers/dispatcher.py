@@ -1,9 +1,9 @@
 """The outbox dispatcher: committed outbox rows → broker messages (and one ``NOTIFY`` per batch).
 
-Routing: each outbox topic has a route, a pure function ``(tenant_id, payloads) -> [Send, ...]`` that turns
-a batch of one tenant's rows of that topic into a few messages (say, one ``exceptions.evaluate`` per 500
-shipment ids). Register routes next to their actors, in a module listed in
-``workers.broker.ACTOR_MODULES`` so every dispatching process imports it::
+Routing: each outbox topic has one or more routes (one per consumer), each a pure function
+``(tenant_id, payloads) -> [Send, ...]`` that turns a batch of one tenant's rows of that topic into a few
+messages (say, one ``exceptions.evaluate`` per 500 shipment ids). Register routes next to their actors,
+in a module listed in ``workers.broker.ACTOR_MODULES`` so every dispatching process imports it::
 
     route_ids("shipment.timeline_changed", "exceptions.evaluate", key="shipment_id")
 
@@ -61,16 +61,21 @@ class Send:
 
 Route = Callable[[uuid.UUID, list[dict[str, Any]]], list[Send]]
 
-_routes: dict[str, Route] = {}
+_routes: dict[str, list[Route]] = {}
 
 
 def register_route(topic: str, fn: Route) -> None:
-    """Send this topic's outbox rows as the messages ``fn(tenant_id, payloads)`` returns (one call per
-    topic per batch, payloads in outbox order, all of one tenant)."""
-    registered = _routes.get(topic)
-    if registered is not None and registered is not fn:
-        raise ValueError(f"outbox topic {topic!r} already has a route ({registered.__qualname__})")
-    _routes[topic] = fn
+    """Also send this topic's outbox rows as the messages ``fn(tenant_id, payloads)`` returns (one call per
+    route per topic per batch, payloads in outbox order, all of one tenant). A topic may have several
+    routes, one per consumer (detection, the workflow, notifications); registering the same function
+    twice (a module imported twice) adds it once."""
+    registered = _routes.setdefault(topic, [])
+    if fn not in registered:
+        registered.append(fn)
+
+
+def routes_of(topic: str) -> tuple[Route, ...]:
+    return tuple(_routes.get(topic, ()))
 
 
 def route(topic: str) -> Callable[[Route], Route]:
@@ -186,8 +191,8 @@ class Dispatcher:
             by_topic.setdefault(change.topic, []).append(change)
         messages = []
         for topic, rows in by_topic.items():
-            topic_route = _routes.get(topic)
-            if topic_route is None:
+            topic_routes = _routes.get(topic)
+            if not topic_routes:
                 log.warning(
                     "outbox topic has no route; rows marked dispatched",
                     topic=topic,
@@ -196,10 +201,12 @@ class Dispatcher:
                     first_id=rows[0].id,
                 )
                 continue
-            for send in topic_route(tenant_id, [row.payload for row in rows]):
-                message = self._message(tenant_id, topic, send)
-                if message is not None:
-                    messages.append(message)
+            payloads = [row.payload for row in rows]
+            for topic_route in topic_routes:
+                for send in topic_route(tenant_id, payloads):
+                    message = self._message(tenant_id, topic, send)
+                    if message is not None:
+                        messages.append(message)
         return messages
 
     def _message(self, tenant_id: uuid.UUID, topic: str, send: Send) -> dramatiq.Message[Any] | None:

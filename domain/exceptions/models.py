@@ -157,6 +157,14 @@ class ShipmentException(TenantOwned, Base):
     snoozed_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     resolution_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # the workflow: when it was acknowledged, when it must be answered and resolved, how far it escalated
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    respond_by: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    resolve_by: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    escalation_steps_fired: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_escalation_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # set once triage (assignment, due times, automatic playbook actions) has run for the current opening
+    triaged_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), default=utcnow, onupdate=utcnow
     )
@@ -188,6 +196,19 @@ class ShipmentException(TenantOwned, Base):
         Index(
             "ix_shipment_exception_group", "tenant_id", "group_id", postgresql_where="group_id IS NOT NULL"
         ),
+        # the escalation sweep reads what is due, like detection's ix_shipment_due
+        Index(
+            "ix_shipment_exception_escalation_due",
+            "tenant_id",
+            "next_escalation_at",
+            postgresql_where="next_escalation_at IS NOT NULL",
+        ),
+        Index(
+            "ix_shipment_exception_assignee",
+            "tenant_id",
+            "assignee_user_id",
+            postgresql_where="assignee_user_id IS NOT NULL",
+        ),
     )
 
 
@@ -204,6 +225,8 @@ class ExceptionActivity(TenantOwned, Base):
     to_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    # shippers see an entry's note only when this is set (their own comments, staff replies meant for them)
+    customer_visible: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
 
     __table_args__ = (
         ForeignKeyConstraint(

@@ -41,6 +41,7 @@ class Role(StrEnum):
 
 
 STAFF_ROLES = frozenset(Role) - {Role.SHIPPER}
+STAFF_ROLES_SORTED = sorted(STAFF_ROLES)
 
 
 def sql_in(column: str, values: Iterable[str]) -> str:
@@ -80,11 +81,21 @@ class Account(TenantOwned, Base):
 
 
 class Team(TenantOwned, Base):
+    """A group of staff who own exceptions together; escalation goes to its lead, then its manager."""
+
     __tablename__ = "team"
 
     name: Mapped[str] = mapped_column(Text)
+    role: Mapped[str | None] = mapped_column(String(32), nullable=True)  # the staff role it works as
+    lead_user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    manager_user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
 
-    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "name"),
+        ForeignKeyConstraint(["tenant_id", "lead_user_id"], ["app_user.tenant_id", "app_user.id"]),
+        ForeignKeyConstraint(["tenant_id", "manager_user_id"], ["app_user.tenant_id", "app_user.id"]),
+        CheckConstraint(f"role IS NULL OR {sql_in('role', STAFF_ROLES_SORTED)}", name="role"),
+    )
 
 
 class User(TenantOwned, Base):

@@ -26,7 +26,7 @@ from tests.workers.support import only, poll
 from workers import actors
 from workers import broker as broker_module
 from workers.broker import configure_workers, create_broker, start_in_process_worker
-from workers.dispatcher import Dispatcher, register_route
+from workers.dispatcher import Dispatcher, routes_of
 
 H = dt.timedelta(hours=1)
 
@@ -135,6 +135,5 @@ async def _evaluated_at(
 
 @pytest.mark.parametrize("topic", ["shipment.timeline_changed", *EXCEPTION_TOPICS])
 def test_every_topic_detection_reads_or_writes_has_its_route(topic: str) -> None:
-    """A topic without a route is dropped with a warning; each of these has one (a second is refused)."""
-    with pytest.raises(ValueError, match="already has a route"):
-        register_route(topic, lambda _tenant, _payloads: [])
+    """A topic without a route is dropped with a warning; each of these has one."""
+    assert routes_of(topic)

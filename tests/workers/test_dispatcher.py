@@ -30,7 +30,7 @@ from tests.workers.support import (
 from workers import broker as broker_module
 from workers.background import outbox_purge, run_background
 from workers.broker import create_broker, current_broker, start_in_process_worker
-from workers.dispatcher import Dispatcher, Send, id_batches, register_route, route, route_ids
+from workers.dispatcher import Dispatcher, Send, id_batches, register_route, route, route_ids, routes_of
 from workers.scheduler import register_job
 
 
@@ -44,12 +44,12 @@ def test_id_batches_keep_first_seen_order_without_repeats() -> None:
     assert id_batches([], "shipment_id") == []
 
 
-def test_a_topic_has_one_route() -> None:
+def test_a_topic_may_have_a_route_per_consumer() -> None:
     topic = new_topic()
     first = route_ids(topic, "test.one", key="shipment_id")
-    register_route(topic, first)  # the same route again is fine (a module imported twice)
-    with pytest.raises(ValueError, match=rf"outbox topic '{topic}' already has a route"):
-        route_ids(topic, "test.two", key="shipment_id")
+    register_route(topic, first)  # the same route again is added once (a module imported twice)
+    second = route_ids(topic, "test.two", key="shipment_id")
+    assert routes_of(topic) == (first, second)
 
 
 @pytest.mark.parametrize("kind", ["in-process", "redis", "rabbitmq"])
