@@ -41,7 +41,7 @@ _FINISHED = (S.RESOLVED, S.AUTO_RESOLVED)
 TRANSITIONS: Mapping[tuple[ExceptionStatus, Transition], ExceptionStatus] = {
     **{(s, Transition.ACKNOWLEDGE): S.ACKNOWLEDGED for s in (S.OPEN, S.REOPENED)},
     **{(s, Transition.START): S.IN_PROGRESS for s in (S.OPEN, S.REOPENED, S.ACKNOWLEDGED)},
-    **{(s, Transition.SNOOZE): S.SNOOZED for s in _WORKING},
+    **{(s, Transition.SNOOZE): S.SNOOZED for s in (*_WORKING, S.SNOOZED)},  # again: a new end
     (S.SNOOZED, Transition.UNSNOOZE): S.OPEN,
     **{(s, Transition.RESOLVE): S.RESOLVED for s in (*_WORKING, S.SNOOZED)},
     **{(s, Transition.AUTO_RESOLVE): S.AUTO_RESOLVED for s in (*_WORKING, S.SNOOZED)},
