@@ -31,7 +31,7 @@ from domain.exceptions.taxonomy import ExceptionType
 from domain.outbox.service import publish_all
 from domain.shipments.models import Mode, Shipment
 from domain.tenancy.models import STAFF_ROLES, Account, SlaTier, Team, TeamMember, User
-from domain.workflow import rules, topics
+from domain.workflow import repository, rules, topics
 from domain.workflow.models import (
     AssignmentRule,
     EscalationPolicy,
@@ -1208,3 +1208,44 @@ async def set_response_target(
     row.respond_within_minutes, row.resolve_within_minutes = respond_within_minutes, resolve_within_minutes
     await session.flush()
     return row
+
+
+# --- what the records say ------------------------------------------------------------------------------
+
+
+async def time_in_states(
+    session: AsyncSession, scope: TenantScope, exception_id: uuid.UUID, *, now: dt.datetime
+) -> dict[str, dt.timedelta]:
+    """How long the exception spent in each status, from its activity log."""
+    row = await _exception(session, scope, exception_id, lock=False)
+    entries = (await repository.activity_of(session, scope, [row.id]))[row.id]
+    return rules.time_in_states(repository.status_changes(entries), now)
+
+
+@dataclass(frozen=True)
+class ResolutionMetrics:
+    precision: list[rules.Precision]
+    by_type: list[rules.Median]
+    by_action: list[rules.Median]
+
+
+MAX_METRICS_WINDOW = dt.timedelta(days=366)
+
+
+async def resolution_metrics(
+    session: AsyncSession, scope: TenantScope, *, since: dt.datetime, until: dt.datetime
+) -> ResolutionMetrics:
+    """Precision per rule version (the share of person-resolved exceptions that were not false positives)
+    and the median time to resolve per type and per action taken, over resolutions in ``[since, until)``."""
+    if since.tzinfo is None or until.tzinfo is None:
+        raise WorkflowError("since: times need a UTC offset")
+    if until <= since:
+        raise WorkflowError("until: must be after since")
+    if until - since > MAX_METRICS_WINDOW:
+        raise WorkflowError("until: the window is at most 366 days")
+    cases = await repository.resolved_cases(session, scope, since=since, until=until)
+    return ResolutionMetrics(
+        rules.precision_by_rule(cases),
+        rules.median_time_to_resolve(cases, by="type"),
+        rules.median_time_to_resolve(cases, by="action"),
+    )
