@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from dramatiq.middleware import CurrentMessage
@@ -101,13 +101,27 @@ async def send_due_sweeps(
     sessions: async_sessionmaker[AsyncSession], now: dt.datetime, tenant_ids: Iterable[uuid.UUID]
 ) -> int:
     """``exceptions.sweep`` for each of these tenants with a shipment due; how many were sent."""
+
+    async def due(session: AsyncSession, scope: TenantScope) -> bool:
+        return await detection_queries.has_due(session, scope, now)
+
+    return await _send_where_due(sessions, tenant_ids, due, sweep)
+
+
+async def _send_where_due(
+    sessions: async_sessionmaker[AsyncSession],
+    tenant_ids: Iterable[uuid.UUID],
+    due: Callable[[AsyncSession, TenantScope], Awaitable[bool]],
+    job: Any,
+) -> int:
+    """Send ``job(tenant_id)`` to each tenant for which ``due`` (one indexed probe) says there is work."""
     sent = 0
     for tenant_id in tenant_ids:
         scope = TenantScope(tenant_id)
         async with scoped_transaction(sessions, scope) as session:
-            due = await detection_queries.has_due(session, scope, now)
-        if due:
-            current_broker().enqueue(sweep.message(str(tenant_id)))
+            has_work = await due(session, scope)
+        if has_work:
+            current_broker().enqueue(job.message(str(tenant_id)))
             sent += 1
     return sent
 
@@ -134,12 +148,18 @@ async def escalate(tenant_id: str) -> None:
 
 @periodic("workflow.schedule_escalations", every_seconds=ESCALATE_EVERY_SECONDS)
 async def schedule_escalations(sessions: async_sessionmaker[AsyncSession], now: dt.datetime) -> None:
-    """Send ``workflow.escalate`` for every tenant with an escalation step due (one indexed probe each)."""
+    """Send ``workflow.escalate`` for every tenant with an escalation step due."""
     async with system_transaction(sessions) as session:
         tenants = await all_tenant_ids(session)
-    for tenant_id in tenants:
-        scope = TenantScope(tenant_id)
-        async with scoped_transaction(sessions, scope) as session:
-            due = await workflow_queries.has_escalation_due(session, scope, now)
-        if due:
-            current_broker().enqueue(escalate.message(str(tenant_id)))
+    await send_due_escalations(sessions, now, tenants)
+
+
+async def send_due_escalations(
+    sessions: async_sessionmaker[AsyncSession], now: dt.datetime, tenant_ids: Iterable[uuid.UUID]
+) -> int:
+    """``workflow.escalate`` for each of these tenants with an escalation step due; how many were sent."""
+
+    async def due(session: AsyncSession, scope: TenantScope) -> bool:
+        return await workflow_queries.has_escalation_due(session, scope, now)
+
+    return await _send_where_due(sessions, tenant_ids, due, escalate)
