@@ -6,10 +6,12 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
     ForeignKeyConstraint,
+    Identity,
     Index,
     Integer,
     String,
@@ -225,6 +227,8 @@ class ExceptionActivity(TenantOwned, Base):
     to_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    # insertion order: entries of one transaction share their time, this keeps them in the order written
+    position: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
     # shippers see an entry's note only when this is set (their own comments, staff replies meant for them)
     customer_visible: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
 

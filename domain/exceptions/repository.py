@@ -521,7 +521,7 @@ async def activities_by_exception(
     statement = (
         scoped(select(a), a, scope)
         .where(a.exception_id == any_(uuid_array(exception_ids)))
-        .order_by(a.created_at, a.id)
+        .order_by(a.created_at, a.position)
     )
     result: dict[uuid.UUID, list[ExceptionActivity]] = defaultdict(list)
     for row in (await session.execute(statement)).scalars():

@@ -23,19 +23,8 @@ async def has_escalation_due(session: AsyncSession, scope: TenantScope, now: dt.
     return (await session.execute(statement.limit(1))).first() is not None
 
 
-async def activity_of(
-    session: AsyncSession, scope: TenantScope, exception_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[ExceptionActivity]]:
-    """Each exception's activity, oldest first (one query for all of them)."""
-    rows = await session.execute(
-        scoped(select(ExceptionActivity), ExceptionActivity, scope)
-        .where(ExceptionActivity.exception_id.in_(list(exception_ids)))
-        .order_by(ExceptionActivity.exception_id, ExceptionActivity.created_at, ExceptionActivity.id)
-    )
-    found: dict[uuid.UUID, list[ExceptionActivity]] = {i: [] for i in exception_ids}
-    for entry in rows.scalars():
-        found[entry.exception_id].append(entry)
-    return found
+def history(entries: Sequence[ExceptionActivity]) -> list[rules.HistoryEntry]:
+    return [(e.kind, e.to_status, e.created_at, e.data) for e in entries]
 
 
 def status_changes(entries: Sequence[ExceptionActivity]) -> list[rules.StatusChange]:

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.db import TenantScope, scoped
+from domain.db import TenantScope, scoped, tenant_condition
 from domain.exceptions.models import (
     CLOSED_STATUSES,
     Category,
@@ -27,6 +27,7 @@ from domain.exceptions.models import (
     Severity,
     ShipmentException,
 )
+from domain.exceptions.repository import activities_by_exception
 from domain.exceptions.taxonomy import ExceptionType
 from domain.outbox.service import publish_all
 from domain.shipments.models import Mode, Shipment
@@ -401,8 +402,8 @@ async def resolve(
     if problems:
         raise WorkflowError("; ".join(problems))
     row = await _exception(session, scope, exception_id)
-    opened_at = await _opened_at(session, scope, row)
-    taken = await _actions_since(session, scope, row.id, opened_at)
+    entries = (await activities_by_exception(session, scope, [row.id])).get(row.id, [])
+    opening = rules.current_opening(repository.history(entries))
     playbook_id = await _playbook_of(session, scope, row)
     await _step(
         session, scope, row, Transition.RESOLVE, actor, now, note=draft.note, data={"outcome": draft.outcome}
@@ -422,14 +423,14 @@ async def resolve(
         playbook_id=playbook_id,
         outcome=draft.outcome,
         root_cause=draft.root_cause,
-        action_codes=list(dict.fromkeys([*draft.action_codes, *taken])),
+        action_codes=list(dict.fromkeys([*draft.action_codes, *opening.actions])),
         cost_amount=draft.cost_amount,
         cost_currency=draft.cost_currency,
         customer_notified=draft.customer_notified,
         note=draft.note,
         resolved_by_kind="api_client" if actor.kind == "api_client" else "user",
         resolved_by_user_id=actor.user_id,
-        opened_at=opened_at,
+        opened_at=opening.opened_at or row.first_seen_at,
         resolved_at=now,
     )
     session.add(resolution)
@@ -444,32 +445,6 @@ async def resolve(
     )
     await session.flush()
     return resolution
-
-
-async def _opened_at(session: AsyncSession, scope: TenantScope, row: ShipmentException) -> dt.datetime:
-    """When the current opening began: its last reopening, else its first detection."""
-    last = await session.execute(
-        scoped(select(func.max(ExceptionActivity.created_at)), ExceptionActivity, scope).where(
-            ExceptionActivity.exception_id == row.id,
-            ExceptionActivity.to_status == ExceptionStatus.REOPENED,
-        )
-    )
-    return last.scalar_one_or_none() or row.first_seen_at
-
-
-async def _actions_since(
-    session: AsyncSession, scope: TenantScope, exception_id: uuid.UUID, since: dt.datetime
-) -> list[str]:
-    rows = await session.execute(
-        scoped(select(ExceptionActivity.data), ExceptionActivity, scope)
-        .where(
-            ExceptionActivity.exception_id == exception_id,
-            ExceptionActivity.kind == "action",
-            ExceptionActivity.created_at >= since,
-        )
-        .order_by(ExceptionActivity.created_at)
-    )
-    return [data["action"] for (data,) in rows if data.get("done", True)]
 
 
 async def _playbook_of(session: AsyncSession, scope: TenantScope, row: ShipmentException) -> uuid.UUID | None:
@@ -591,25 +566,8 @@ async def _facts(
     by_id = {s.id: s for s in shipments}
     facts = {}
     for row in rows:
-        s = by_id[row.shipment_id]
-        facts[row.id] = CaseFacts(
-            exception_id=row.id,
-            exception_type=row.exception_type,
-            category=row.category,
-            severity=row.severity,
-            status=row.status,
-            account_id=row.account_id,
-            sla_tier=s.sla_tier,
-            mode=s.mode,
-            origin_locode=s.origin_locode,
-            destination_locode=s.destination_locode,
-            declared_value=s.declared_value,
-            declared_value_currency=s.declared_value_currency,
-            opened_at=row.first_seen_at,
-            acknowledged_at=row.acknowledged_at,
-            assignee_user_id=row.assignee_user_id,
-            assignee_team_id=row.assignee_team_id,
-        )
+        shipment = by_id[row.shipment_id]
+        facts[row.id] = rules.facts_of(row, shipment, shipment.sla_tier)
     return facts
 
 
@@ -950,8 +908,7 @@ async def set_team_members(
     for index, user_id in enumerate(member_ids):
         await _check_staff(session, scope, user_id, f"memberIds[{index}]")
     await session.execute(
-        text("DELETE FROM team_member WHERE tenant_id = :tenant AND team_id = :team"),
-        {"tenant": scope.tenant_id, "team": team_id},
+        delete(TeamMember).where(tenant_condition(TeamMember, scope), TeamMember.team_id == team_id)
     )
     session.add_all(
         TeamMember(tenant_id=scope.tenant_id, team_id=team_id, user_id=u) for u in dict.fromkeys(member_ids)
@@ -1218,7 +1175,7 @@ async def time_in_states(
 ) -> dict[str, dt.timedelta]:
     """How long the exception spent in each status, from its activity log."""
     row = await _exception(session, scope, exception_id, lock=False)
-    entries = (await repository.activity_of(session, scope, [row.id]))[row.id]
+    entries = (await activities_by_exception(session, scope, [row.id])).get(row.id, [])
     return rules.time_in_states(repository.status_changes(entries), now)
 
 

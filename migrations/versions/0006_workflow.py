@@ -219,6 +219,9 @@ def upgrade() -> None:
         "ix_exception_resolution_resolved", "exception_resolution", ["tenant_id", "resolved_at"], unique=False
     )
     op.add_column(
+        "exception_activity", sa.Column("position", sa.BigInteger(), sa.Identity(always=True), nullable=False)
+    )
+    op.add_column(
         "exception_activity",
         sa.Column("customer_visible", sa.Boolean(), server_default="false", nullable=False),
     )
@@ -308,6 +311,7 @@ def downgrade() -> None:
     op.drop_column("shipment_exception", "respond_by")
     op.drop_column("shipment_exception", "acknowledged_at")
     op.drop_column("exception_activity", "customer_visible")
+    op.drop_column("exception_activity", "position")
     op.drop_index("ix_exception_resolution_resolved", table_name="exception_resolution")
     op.drop_index("ix_exception_resolution_exception", table_name="exception_resolution")
     op.drop_table("exception_resolution")
