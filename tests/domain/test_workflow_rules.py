@@ -346,3 +346,19 @@ def test_precision_per_rule_version_counts_false_positives() -> None:
         (1, 4, 2, 0.5),
         (2, 1, 1, 0.0),
     ]
+
+
+def test_the_current_opening_starts_at_the_last_reopening_even_among_entries_of_one_instant() -> None:
+    entries = [
+        ("opened", "open", T0, {}),
+        ("action", None, T0 + H, {"action": "contact_carrier"}),
+        ("resolve", "resolved", T0 + 2 * H, {}),
+        # the reopening and its triage's automatic action share one instant, written in either order
+        ("action", None, T0 + 5 * H, {"action": "notify_customer"}),
+        ("reopen", "reopened", T0 + 5 * H, {}),
+        ("action", None, T0 + 6 * H, {"action": "notify_customer"}),
+        ("action", None, T0 + 7 * H, {"action": "rebook"}),
+    ]
+    assert rules.current_opening(entries) == rules.Opening(T0 + 5 * H, ("notify_customer", "rebook"))
+    assert rules.current_opening(entries[:3]) == rules.Opening(T0, ("contact_carrier",))
+    assert rules.current_opening([]) == rules.Opening(None, ())
