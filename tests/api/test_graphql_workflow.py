@@ -63,7 +63,7 @@ COMMENT = """
 mutation($id: ID!, $body: String!, $visible: Boolean!) {
   commentOnException(id: $id, body: $body, customerVisible: $visible) {
     __typename
-    ... on CommentOnExceptionSuccess { activity { kind note customerVisible } }
+    ... on ExceptionActivitySuccess { activity { kind note customerVisible } }
     ... on NotFoundError { message }
     ... on InvalidInputError { field message }
   }
@@ -71,7 +71,7 @@ mutation($id: ID!, $body: String!, $visible: Boolean!) {
 """
 ACTION = """
 mutation($id: ID!) { recordExceptionAction(id: $id, action: CONTACT_CARRIER, note: "called Maersk") {
-  __typename ... on RecordExceptionActionSuccess { activity { kind } } ... on NotFoundError { message }
+  __typename ... on ExceptionActivitySuccess { activity { kind } } ... on NotFoundError { message }
 } }
 """
 RESOLVE = """
@@ -184,7 +184,7 @@ async def test_a_case_worked_through_graphql_from_acknowledgement_to_close(
     }
     await gql(client, tokens, ops, CHANGE % "startWorkOnException", {"id": case})
     assert (await gql(client, tokens, ops, ACTION, {"id": case}))["data"]["recordExceptionAction"] == {
-        "__typename": "RecordExceptionActionSuccess",
+        "__typename": "ExceptionActivitySuccess",
         "activity": {"kind": "action"},
     }
     await gql(client, tokens, ops, COMMENT, {"id": case, "body": "carrier blames weather", "visible": False})
@@ -268,7 +268,7 @@ async def test_shippers_comment_on_and_see_only_their_side_of_their_own_exceptio
     owner = await shipper_user(sessions, world, 0)
     said = await gql(client, tokens, owner, COMMENT, {"id": case, "body": "Please hurry", "visible": False})
     assert said["data"]["commentOnException"] == {
-        "__typename": "CommentOnExceptionSuccess",
+        "__typename": "ExceptionActivitySuccess",
         "activity": {"kind": "comment", "note": "Please hurry", "customerVisible": True},
     }
     seen = (await gql(client, tokens, owner, CASE, {"id": case}))["data"]["exception"]

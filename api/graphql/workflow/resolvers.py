@@ -116,25 +116,16 @@ ExceptionChangePayload = Annotated[
 ]
 
 
-@strawberry.type(description="The comment was added.")
-class CommentOnExceptionSuccess:
+@strawberry.type(description="The entry was added to the exception's history.")
+class ExceptionActivitySuccess:
     activity: ExceptionActivity = strawberry.field(description="The new history entry.")
 
 
-CommentOnExceptionPayload = Annotated[
-    CommentOnExceptionSuccess | NotFoundError | InvalidInputError,
-    strawberry.union("CommentOnExceptionPayload", description="The comment, or why not."),
-]
-
-
-@strawberry.type(description="The action was recorded.")
-class RecordExceptionActionSuccess:
-    activity: ExceptionActivity = strawberry.field(description="The new history entry.")
-
-
-RecordExceptionActionPayload = Annotated[
-    RecordExceptionActionSuccess | NotFoundError | InvalidInputError,
-    strawberry.union("RecordExceptionActionPayload", description="The recorded action, or why not."),
+ExceptionActivityPayload = Annotated[
+    ExceptionActivitySuccess | NotFoundError | InvalidInputError,
+    strawberry.union(
+        "ExceptionActivityPayload", description="The new entry (a comment, an action), or why not."
+    ),
 ]
 
 
@@ -468,7 +459,7 @@ async def assign_exception(
 
 async def comment_on_exception(
     info: Info, id: strawberry.ID, body: str, customer_visible: bool = False
-) -> CommentOnExceptionPayload:
+) -> ExceptionActivityPayload:
     principal = info.context.principal
     require_exception_comment(principal)
     missing = f"no exception {id}"
@@ -492,7 +483,7 @@ async def comment_on_exception(
     if isinstance(result, NotFoundError | InvalidInputError):
         return result
     assert not isinstance(result, InvalidTransitionError)
-    return CommentOnExceptionSuccess(activity=ExceptionActivity(row=result))
+    return ExceptionActivitySuccess(activity=ExceptionActivity(row=result))
 
 
 async def record_exception_action(
@@ -500,7 +491,7 @@ async def record_exception_action(
     id: strawberry.ID,
     action: rules.ActionCode,
     note: str | None = None,
-) -> RecordExceptionActionPayload:
+) -> ExceptionActivityPayload:
     principal = info.context.principal
     require_exception_work(principal)
     missing = f"no exception {id}"
@@ -518,7 +509,7 @@ async def record_exception_action(
     if isinstance(result, NotFoundError | InvalidInputError):
         return result
     assert not isinstance(result, InvalidTransitionError)
-    return RecordExceptionActionSuccess(activity=ExceptionActivity(row=result))
+    return ExceptionActivitySuccess(activity=ExceptionActivity(row=result))
 
 
 async def resolve_exception(
