@@ -205,6 +205,8 @@ class ShipmentException(TenantOwned, Base):
             "next_escalation_at",
             postgresql_where="next_escalation_at IS NOT NULL",
         ),
+        # the queue (exceptions ordered by priority); keyset pages continue on (score, created_at, id)
+        Index("ix_shipment_exception_priority", "tenant_id", "priority_score", "created_at", "id"),
         Index(
             "ix_shipment_exception_assignee",
             "tenant_id",

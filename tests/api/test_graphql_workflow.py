@@ -487,3 +487,77 @@ async def test_a_page_of_worked_exceptions_costs_the_same_statements_for_5_or_25
         for e in body["data"]["exceptions"]["edges"]
     )
     assert len(for_large) == len(for_small)
+
+
+QUEUE = """
+query($first: Int!, $after: String, $order: ExceptionOrder!, $filter: ExceptionFilter) {
+  exceptions(first: $first, after: $after, orderBy: $order, filter: $filter) {
+    edges { cursor node { id priorityScore respondBy assignee { id } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+
+async def test_the_queue_orders_by_priority_or_respond_by_pages_by_cursor_and_filters_by_owner(
+    client: httpx.AsyncClient, tokens: TokenService, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    world = await committed_tenant(sessions, accounts=2, shipments_per_account=3)
+    other = await committed_tenant(sessions, accounts=1, shipments_per_account=2)
+    await detect(sessions, world, now=T0 + 10 * 24 * H)
+    await detect(sessions, other, now=T0 + 10 * 24 * H)
+    ops = await staff_user(sessions, world, "operations")
+    everything = await gql(client, tokens, ops, QUEUE, {"first": 100, "order": "NEWEST"})
+    all_ids = [e["node"]["id"] for e in everything["data"]["exceptions"]["edges"]]
+    assert len(all_ids) > 4
+    # give the exceptions distinct, known priorities and respond-by times
+    async with scoped_transaction(sessions, world.scope) as session:
+        rows = (
+            await session.execute(scoped(select(ShipmentException), ShipmentException, world.scope))
+        ).scalars()
+        for row in rows:
+            index = all_ids.index(to_global_id("ShipmentException", row.id))
+            row.priority_score = 10 * (index % 3)
+            row.respond_by = None if index == 0 else T0 + index * H
+
+    async def walk(order: str, filter: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        seen, after = [], None
+        while True:
+            page = await gql(
+                client, tokens, ops, QUEUE, {"first": 2, "after": after, "order": order, "filter": filter}
+            )
+            connection = page["data"]["exceptions"]
+            seen += [e["node"] for e in connection["edges"]]
+            if not connection["pageInfo"]["hasNextPage"]:
+                return seen
+            after = connection["pageInfo"]["endCursor"]
+
+    by_priority = await walk("PRIORITY")
+    scores = [n["priorityScore"] for n in by_priority]
+    assert scores == sorted(scores, reverse=True)
+    assert sorted(n["id"] for n in by_priority) == sorted(
+        all_ids
+    )  # every one once, none of the other tenant's
+    # equal scores keep the newest-first sequence
+    assert [n["id"] for n in by_priority if n["priorityScore"] == 20] == all_ids[2::3]
+    by_urgency = await walk("RESPOND_BY")
+    assert [n["id"] for n in by_urgency] == [*all_ids[1:], all_ids[0]]  # none set: last
+
+    first_page = await gql(client, tokens, ops, QUEUE, {"first": 2, "order": "PRIORITY"})
+    cursor = first_page["data"]["exceptions"]["pageInfo"]["endCursor"]
+    wrong = await gql(client, tokens, ops, QUEUE, {"first": 2, "after": cursor, "order": "NEWEST"})
+    assert (
+        wrong["errors"][0]["message"]
+        == f"after: {cursor!r} is not a cursor issued by this API for this order"
+    )
+
+    mine = all_ids[1]
+    await gql(client, tokens, ops, ASSIGN, {"id": mine, "user": to_global_id("User", ops.subject_id)})
+    assigned = await walk("NEWEST", {"assigneeId": to_global_id("User", ops.subject_id)})
+    assert [n["id"] for n in assigned] == [mine]
+    unassigned = await walk("NEWEST", {"unassigned": True})
+    assert [n["id"] for n in unassigned] == [i for i in all_ids if i != mine]
+    denied = await gql(
+        client, tokens, shipper(world), QUEUE, {"first": 5, "order": "NEWEST", "filter": {"unassigned": True}}
+    )
+    assert denied["errors"][0]["extensions"] == {"code": "FORBIDDEN"}

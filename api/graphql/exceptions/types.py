@@ -33,6 +33,7 @@ from api.graphql.workflow.types import (
 from domain.documents.models import ShipmentDocument as ShipmentDocumentRow
 from domain.exceptions import models, taxonomy
 from domain.exceptions.repository import AnyNotice
+from domain.exceptions.repository import ExceptionOrder as ExceptionOrderValue
 from domain.exceptions.service import BacktestReport as BacktestReportValue
 from domain.workflow import rules as workflow_rules
 from domain.workflow.repository import history, status_changes
@@ -411,6 +412,23 @@ class ExceptionFilter:
     shadow: bool = strawberry.field(
         default=False, description="Shadow exceptions instead of live ones (staff and partners only)."
     )
+    assignee_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Assigned to this staff user (staff and partners only)."
+    )
+    team_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Assigned to this team (staff and partners only)."
+    )
+    unassigned: bool = strawberry.field(
+        default=False, description="Assigned to nobody (staff and partners only)."
+    )
+
+
+ExceptionOrder = strawberry.enum(
+    ExceptionOrderValue,
+    name="ExceptionOrder",
+    description="NEWEST: newest first. PRIORITY: the queue, highest priority score first. RESPOND_BY: the "
+    "most urgent response first, those without a respond-by time last.",
+)
 
 
 @strawberry.type(description="A disruption at a place over a time window (the tenant's or platform-wide).")
