@@ -12,6 +12,17 @@ from domain.exceptions.models import (
     ShipmentException,
 )
 from domain.jobs.models import DeadLetter
+from domain.notify.models import (
+    EmailMessage,
+    EmailTemplate,
+    ExceptionFollower,
+    MailBranding,
+    Notification,
+    NotificationPreference,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from domain.outbox.models import OutboxMessage
 from domain.shipments.models import Leg, Milestone, MilestoneTemplate, Shipment, ShipmentReference
 from domain.tenancy.models import Account, ApiClient, Team, TeamMember, Tenant, User
@@ -33,16 +44,22 @@ __all__ = [
     "CodeMapping",
     "DeadLetter",
     "DisruptionNotice",
+    "EmailMessage",
+    "EmailTemplate",
     "EscalationPolicy",
     "ExceptionActivity",
+    "ExceptionFollower",
     "ExceptionGroup",
     "ExceptionResolution",
     "GlobalDisruptionNotice",
     "IngestEndpoint",
     "IngestMessage",
     "Leg",
+    "MailBranding",
     "Milestone",
     "MilestoneTemplate",
+    "Notification",
+    "NotificationPreference",
     "OutboxMessage",
     "Playbook",
     "ResponseTargetRow",
@@ -56,4 +73,7 @@ __all__ = [
     "Tenant",
     "TrackingEvent",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

@@ -51,6 +51,17 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     graphql_max_page_size: int = Field(default=100, ge=1, le=1000)
 
+    # e-mail: without a host, messages are written to the log and counted as sent (development, demo)
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "milepost@localhost"
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    # webhooks: per-attempt timeout, and how many failed attempts in a row disable an endpoint
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhook_disable_after: int = Field(default=10, ge=1, le=1000)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
 
 from dramatiq.middleware import CurrentMessage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -22,9 +21,9 @@ from domain.workflow import repository as workflow_queries
 from domain.workflow import service as workflow
 from domain.workflow import topics
 from milepost import demo
-from workers.broker import actor, current_broker, worker_context
-from workers.dispatcher import Send, register_route, route_ids
-from workers.scheduler import periodic
+from workers.broker import actor, worker_context
+from workers.dispatcher import route_ids
+from workers.scheduler import periodic, send_where_due
 
 SWEEP_BATCHES = 20
 SWEEP_EVERY_SECONDS = 60
@@ -32,15 +31,6 @@ SWEEP_EVERY_SECONDS = 60
 # every timeline change (capture), new document or notice asks for an evaluation of its shipment
 route_ids(TIMELINE_CHANGED, "exceptions.evaluate", key="shipment_id")
 
-
-def _announce_only(_tenant_id: uuid.UUID, _payloads: list[dict[str, Any]]) -> list[Send]:
-    """Exception changes reach API processes through the batch's NOTIFY (subscriptions); no job acts on
-    them yet — notifications and escalation (the workflow issue) will route them to their actors."""
-    return []
-
-
-for _topic in topics.ALL_TOPICS:
-    register_route(_topic, _announce_only)
 
 # a new or reopened exception is triaged: assignment, due times, automatic playbook actions, escalation
 route_ids(topics.OPENED, "workflow.triage", key="exception_id")
@@ -105,25 +95,7 @@ async def send_due_sweeps(
     async def due(session: AsyncSession, scope: TenantScope) -> bool:
         return await detection_queries.has_due(session, scope, now)
 
-    return await _send_where_due(sessions, tenant_ids, due, sweep)
-
-
-async def _send_where_due(
-    sessions: async_sessionmaker[AsyncSession],
-    tenant_ids: Iterable[uuid.UUID],
-    due: Callable[[AsyncSession, TenantScope], Awaitable[bool]],
-    job: Any,
-) -> int:
-    """Send ``job(tenant_id)`` to each tenant for which ``due`` (one indexed probe) says there is work."""
-    sent = 0
-    for tenant_id in tenant_ids:
-        scope = TenantScope(tenant_id)
-        async with scoped_transaction(sessions, scope) as session:
-            has_work = await due(session, scope)
-        if has_work:
-            current_broker().enqueue(job.message(str(tenant_id)))
-            sent += 1
-    return sent
+    return await send_where_due(sessions, tenant_ids, due, sweep)
 
 
 @actor("workflow.triage", queue_name="workflow", max_attempts=5, min_backoff=1_000, time_limit=120_000)
@@ -162,4 +134,4 @@ async def send_due_escalations(
     async def due(session: AsyncSession, scope: TenantScope) -> bool:
         return await workflow_queries.has_escalation_due(session, scope, now)
 
-    return await _send_where_due(sessions, tenant_ids, due, escalate)
+    return await send_where_due(sessions, tenant_ids, due, escalate)

@@ -41,7 +41,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 # modules whose import declares actors; every worker process imports them
-ACTOR_MODULES = ("workers.actors",)
+ACTOR_MODULES = ("workers.actors", "workers.notify")
 
 _lock = threading.Lock()
 _current: dramatiq.Broker | None = None

@@ -66,9 +66,9 @@ _routes: dict[str, list[Route]] = {}
 
 def register_route(topic: str, fn: Route) -> None:
     """Also send this topic's outbox rows as the messages ``fn(tenant_id, payloads)`` returns (one call per
-    route per topic per batch, payloads in outbox order, all of one tenant). A topic may have several
-    routes, one per consumer (detection, the workflow, notifications); registering the same function
-    twice (a module imported twice) adds it once."""
+    route per topic per batch, payloads in outbox order, all of one tenant, each with its ``outbox_id``).
+    A topic may have several routes, one per consumer (detection, the workflow, notifications);
+    registering the same function twice (a module imported twice) adds it once."""
     registered = _routes.setdefault(topic, [])
     if fn not in registered:
         registered.append(fn)
@@ -201,7 +201,8 @@ class Dispatcher:
                     first_id=rows[0].id,
                 )
                 continue
-            payloads = [row.payload for row in rows]
+            # each payload with its outbox row's id, which consumers key their idempotency on
+            payloads = [{**row.payload, "outbox_id": row.id} for row in rows]
             for topic_route in topic_routes:
                 for send in topic_route(tenant_id, payloads):
                     message = self._message(tenant_id, topic, send)

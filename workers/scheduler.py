@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Awaitable, Callable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from domain.columns import utcnow
+from domain.db import TenantScope, scoped_transaction
+from workers.broker import current_broker
 
 log = structlog.get_logger("milepost.scheduler")
 
@@ -141,3 +145,21 @@ class Scheduler:
                 await leader.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.lock_key})
             with contextlib.suppress(Exception):
                 await leader.close()
+
+
+async def send_where_due(
+    sessions: async_sessionmaker[AsyncSession],
+    tenant_ids: Iterable[uuid.UUID],
+    due: Callable[[AsyncSession, TenantScope], Awaitable[bool]],
+    job: Any,
+) -> int:
+    """Send ``job(tenant_id)`` to each tenant for which ``due`` (one indexed probe) says there is work."""
+    sent = 0
+    for tenant_id in tenant_ids:
+        scope = TenantScope(tenant_id)
+        async with scoped_transaction(sessions, scope) as session:
+            has_work = await due(session, scope)
+        if has_work:
+            current_broker().enqueue(job.message(str(tenant_id)))
+            sent += 1
+    return sent
