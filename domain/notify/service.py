@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage as MimeMessage
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import any_, delete, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -412,7 +412,7 @@ async def _queue_webhooks(
         await session.execute(
             scoped(select(WebhookEndpoint), WebhookEndpoint, TenantScope(scope.tenant_id)).where(
                 WebhookEndpoint.enabled,
-                WebhookEndpoint.event_types.contains([topic]),
+                literal(topic) == any_(WebhookEndpoint.event_types),
                 (WebhookEndpoint.account_id.is_(None)) | (WebhookEndpoint.account_id == exception.account_id),
             )
         )
@@ -783,7 +783,7 @@ async def update_endpoint(
             await session.execute(
                 update(WebhookDelivery)
                 .where(
-                    WebhookDelivery.tenant_id == scope.tenant_id,
+                    tenant_condition(WebhookDelivery, scope),
                     WebhookDelivery.endpoint_id == row.id,
                     WebhookDelivery.status == "pending",
                 )
