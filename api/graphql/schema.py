@@ -33,6 +33,7 @@ from api.graphql.shipments.types import (
     account_node,
     shipment_node,
 )
+from api.graphql.subscriptions import LiveOperations, Subscription
 from api.graphql.tracking.types import (
     CodeMapping,
     CodeMappingInput,
@@ -385,6 +386,7 @@ def _is_internal(error: GraphQLError) -> bool:
 schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     types=[
         jobs.DeadLetter,
         Shipment,
@@ -396,5 +398,6 @@ schema = strawberry.Schema(
         Rule,
         DisruptionNotice,
     ],
-    extensions=[MaskInternalErrors],
+    # LiveOperations first: the others must see each WebSocket operation's own context
+    extensions=[LiveOperations, MaskInternalErrors],
 )
