@@ -73,7 +73,9 @@ def test_a_payload_reads_back_as_written() -> None:
         (f'{{"tenant_id": "{TENANT}", "topics": {{"a.b": [true]}}}}', "topics.a.b: not a list of outbox ids"),
     ],
 )
-def test_a_payload_the_dispatcher_did_not_write_is_refused_with_the_reason(payload: str, problem: str) -> None:
+def test_a_payload_the_dispatcher_did_not_write_is_refused_with_the_reason(
+    payload: str, problem: str
+) -> None:
     with pytest.raises(MalformedNotification) as refused:
         parse_notification(payload)
     assert str(refused.value) == problem
