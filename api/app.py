@@ -54,7 +54,9 @@ def create_app(state: AppState) -> Starlette:
             yield
         finally:
             stopping.set()
-            await listening
+            # a hub still trying to reach a database that is gone is not waited for long
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(listening, timeout=5)
 
     routes: list[BaseRoute] = [
         *health_routes(state, metrics),

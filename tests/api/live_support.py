@@ -172,7 +172,7 @@ def close_of(error: BaseException) -> tuple[int, str]:
 @asynccontextmanager
 async def raw_socket(url: str, subprotocol: str = SUBPROTOCOL) -> AsyncIterator[Any]:
     """A bare WebSocket, for messages ``gql`` would never send."""
-    async with websockets.connect(url, subprotocols=[subprotocol]) as socket_:  # type: ignore[list-item]
+    async with websockets.connect(url, subprotocols=[subprotocol]) as socket_:
         yield socket_
 
 
@@ -184,8 +184,7 @@ async def closed_with(socket_: Any, *messages: dict[str, Any] | str, seconds: fl
         while True:
             await asyncio.wait_for(socket_.recv(), timeout=seconds)
     except websockets.ConnectionClosed as closed:
-        assert closed.rcvd is not None
-        return closed.rcvd.code, closed.rcvd.reason
+        return close_of(closed)
 
 
 def late_departure(world: TenantWorld, index: int, hours_late: int = 24) -> tuple[int, list[NewEvent]]:

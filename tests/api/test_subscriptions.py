@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import time
 import uuid
@@ -25,7 +26,6 @@ from domain.tenancy.principal import Principal
 from milepost.database import Database
 from milepost.settings import Settings
 from tests.api.graphql_support import partner, shipper, staff
-from tests.api.test_graphql_shipments import count_statements
 from tests.api.live_support import (
     LiveServer,
     close_of,
@@ -37,6 +37,7 @@ from tests.api.live_support import (
     raw_socket,
     subscribed,
 )
+from tests.api.test_graphql_shipments import count_statements
 from tests.shipment_factories import committed_tenant
 from workers import broker as broker_module
 from workers.broker import configure_workers, create_broker
@@ -73,7 +74,7 @@ def rounds(shipments: list[Any], results: list[dict[str, Any]], *sizes: int) -> 
     index = {to_global_id("Shipment", shipment.id): n for n, shipment in enumerate(shipments)}
     about = [index[r["exceptionEvents"]["exception"]["shipment"]["id"]] for r in results]
     cuts = [sum(sizes[:n]) for n in range(len(sizes) + 1)]
-    return [sorted(about[start:end]) for start, end in zip(cuts, cuts[1:], strict=False)]
+    return [sorted(about[start:end]) for start, end in itertools.pairwise(cuts)]
 
 
 async def test_a_tenant_hears_only_its_own_events_and_a_shipper_only_its_accounts(
@@ -583,3 +584,42 @@ async def test_queries_also_run_over_the_socket_each_with_its_own_context(
         assert await session.execute(shipment) == {
             "shipment": {"id": to_global_id("Shipment", world.shipments[0].id)}
         }
+
+
+async def test_a_stray_or_forged_notification_delivers_nothing_it_should_not(
+    server: LiveServer,
+    tokens: TokenService,
+    sessions: async_sessionmaker[AsyncSession],
+    owner_engine: AsyncEngine,
+    process_broker: dramatiq.Broker,
+) -> None:
+    mine = await committed_tenant(sessions, accounts=1, shipments_per_account=1)
+    theirs = await committed_tenant(sessions, accounts=1, shipments_per_account=1)
+    await make_late(sessions, theirs, 0)
+    assert await dispatch(sessions, theirs) == 2
+    async with owner_engine.connect() as connection:
+        their_ids = list(
+            (
+                await connection.execute(
+                    text("SELECT id FROM outbox WHERE tenant_id = :tenant ORDER BY id"),
+                    {"tenant": theirs.scope.tenant_id},
+                )
+            ).scalars()
+        )
+    assert len(their_ids) == 2
+    async with subscribed(server.url, tokens.issue(staff(mine)), EXCEPTION_EVENTS) as subscription:
+        await server.subscribers(1)
+        forged = json.dumps(
+            {"tenant_id": str(mine.scope.tenant_id), "topics": {"exception.opened": their_ids}}
+        )
+        async with owner_engine.connect() as connection:
+            for payload in ("not json", '{"tenant_id": "x"}', forged):
+                await connection.execute(text("SELECT pg_notify('milepost_changes', :p)"), {"p": payload})
+            await connection.commit()
+        # the hub reads ids in the named tenant's scope: their rows are not mine, so nothing comes; and it
+        # is still alive for the next real batch
+        await make_late(sessions, mine, 0)
+        assert await dispatch(sessions, mine) == 2
+        [event] = await subscription.take(1)
+        shipment = to_global_id("Shipment", mine.shipments[0].id)
+        assert event["exceptionEvents"]["exception"]["shipment"]["id"] == shipment
