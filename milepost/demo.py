@@ -45,17 +45,17 @@ from domain.shipments.models import (
 )
 from domain.shipments.service import PlannedLeg, PlannedMilestone, ShipmentDraft, create_shipment
 from domain.shipments.templates import choose_template, plan_timeline
-from domain.tenancy.models import ApiClient, Role, SlaTier, TeamMember
+from domain.tenancy.models import ApiClient, Role, SlaTier
 from domain.tenancy.service import (
     create_account,
     create_api_client,
-    create_team,
     create_tenant,
     create_user,
     find_tenant_by_slug,
 )
 from domain.tracking.models import EventClassifier
 from domain.tracking.service import NewEvent, record_event, record_events
+from domain.workflow import service as workflow
 
 if TYPE_CHECKING:
     from api.state import AppState
@@ -366,7 +366,8 @@ class TenantPlan:
     modes: tuple[tuple[Mode, float], ...]
     accounts: tuple[AccountPlan, ...]
     staff: tuple[tuple[Role, str, str], ...]  # role, e-mail local part, name
-    teams: tuple[tuple[str, tuple[Role, ...]], ...]  # team, roles of its members
+    # team, its members' roles, the modes its auto-assignment rule takes (lead: operations; manager: admin)
+    teams: tuple[tuple[str, tuple[Role, ...], tuple[Mode, ...]], ...]
 
     def staff_email(self, local_part: str) -> str:
         return f"{local_part}@{self.email_domain}"
@@ -413,8 +414,8 @@ DEMO_TENANTS: tuple[TenantPlan, ...] = (
         ),
         staff=_staff(["Priya Raman", "Tom Becker", "Ana Souza", "Liam O'Connor", "Mei Chen", "Sam Adler"]),
         teams=(
-            ("Ocean Desk", (Role.OPERATIONS, Role.DOCUMENTATION)),
-            ("Air Desk", (Role.OPERATIONS, Role.CUSTOMER_SERVICE)),
+            ("Ocean Desk", (Role.OPERATIONS, Role.DOCUMENTATION), (Mode.OCEAN,)),
+            ("Air Desk", (Role.OPERATIONS, Role.CUSTOMER_SERVICE), (Mode.AIR,)),
         ),
     ),
     TenantPlan(
@@ -448,8 +449,8 @@ DEMO_TENANTS: tuple[TenantPlan, ...] = (
             ["Diego Alvarez", "Hannah Scott", "Kofi Mensah", "Rita Novak", "Victor Huang", "Julia Frey"]
         ),
         teams=(
-            ("Road & Rail Desk", (Role.OPERATIONS, Role.CUSTOMER_SERVICE)),
-            ("Parcel Desk", (Role.OPERATIONS, Role.CUSTOMER_SERVICE, Role.DOCUMENTATION)),
+            ("Road & Rail Desk", (Role.OPERATIONS, Role.CUSTOMER_SERVICE), (Mode.ROAD, Mode.RAIL)),
+            ("Parcel Desk", (Role.OPERATIONS, Role.CUSTOMER_SERVICE, Role.DOCUMENTATION), (Mode.PARCEL,)),
         ),
     ),
 )
@@ -873,9 +874,20 @@ async def _seed_tenant(session: AsyncSession, plan: TenantPlan, now: dt.datetime
             roles=[Role.SHIPPER],
             account_id=account.id,
         )
-    for team_name, roles in plan.teams:
-        team = await create_team(session, scope, team_name)
-        session.add_all(TeamMember(tenant_id=tenant.id, team_id=team.id, user_id=staff_ids[r]) for r in roles)
+    for position, (team_name, roles, modes) in enumerate(plan.teams, start=1):
+        team = await workflow.create_team(
+            session,
+            scope,
+            name=team_name,
+            role=Role.OPERATIONS,
+            lead_user_id=staff_ids[Role.OPERATIONS],
+            manager_user_id=staff_ids[Role.ADMIN],
+            member_ids=[staff_ids[r] for r in roles],
+        )
+        rule = workflow.AssignmentRuleDraft(
+            team_name, position, {"modes": [str(m) for m in modes]}, team_id=team.id
+        )
+        await workflow.upsert_assignment_rule(session, scope, rule)
     issued = await create_api_client(session, scope, name=DEMO_CLIENT_NAME, scopes=DEMO_CLIENT_SCOPES)
 
     rng = random.Random(f"milepost-demo/{plan.slug}")  # noqa: S311 - demo data, not secrets

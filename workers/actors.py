@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from dramatiq.middleware import CurrentMessage
@@ -18,6 +18,9 @@ from domain.exceptions import repository as detection_queries
 from domain.exceptions import service as detection
 from domain.tenancy.repository import all_tenant_ids
 from domain.tracking.service import TIMELINE_CHANGED
+from domain.workflow import repository as workflow_queries
+from domain.workflow import service as workflow
+from domain.workflow import topics
 from milepost import demo
 from workers.broker import actor, current_broker, worker_context
 from workers.dispatcher import Send, register_route, route_ids
@@ -36,8 +39,13 @@ def _announce_only(_tenant_id: uuid.UUID, _payloads: list[dict[str, Any]]) -> li
     return []
 
 
-for _topic in detection.EXCEPTION_TOPICS:
+for _topic in topics.ALL_TOPICS:
     register_route(_topic, _announce_only)
+
+# a new or reopened exception is triaged: assignment, due times, automatic playbook actions, escalation
+route_ids(topics.OPENED, "workflow.triage", key="exception_id")
+route_ids(topics.REOPENED, "workflow.triage", key="exception_id")
+ESCALATE_EVERY_SECONDS = 60
 
 
 @actor("demo.advance_feed", queue_name="demo", max_attempts=4, min_backoff=1_000, time_limit=60_000)
@@ -93,12 +101,65 @@ async def send_due_sweeps(
     sessions: async_sessionmaker[AsyncSession], now: dt.datetime, tenant_ids: Iterable[uuid.UUID]
 ) -> int:
     """``exceptions.sweep`` for each of these tenants with a shipment due; how many were sent."""
+
+    async def due(session: AsyncSession, scope: TenantScope) -> bool:
+        return await detection_queries.has_due(session, scope, now)
+
+    return await _send_where_due(sessions, tenant_ids, due, sweep)
+
+
+async def _send_where_due(
+    sessions: async_sessionmaker[AsyncSession],
+    tenant_ids: Iterable[uuid.UUID],
+    due: Callable[[AsyncSession, TenantScope], Awaitable[bool]],
+    job: Any,
+) -> int:
+    """Send ``job(tenant_id)`` to each tenant for which ``due`` (one indexed probe) says there is work."""
     sent = 0
     for tenant_id in tenant_ids:
         scope = TenantScope(tenant_id)
         async with scoped_transaction(sessions, scope) as session:
-            due = await detection_queries.has_due(session, scope, now)
-        if due:
-            current_broker().enqueue(sweep.message(str(tenant_id)))
+            has_work = await due(session, scope)
+        if has_work:
+            current_broker().enqueue(job.message(str(tenant_id)))
             sent += 1
     return sent
+
+
+@actor("workflow.triage", queue_name="workflow", max_attempts=5, min_backoff=1_000, time_limit=120_000)
+async def triage(tenant_id: str, exception_ids: list[str]) -> None:
+    """Triage new or reopened exceptions. Each opening is triaged once (``triaged_at``), so a repeated
+    message changes nothing."""
+    scope = TenantScope(uuid.UUID(tenant_id))
+    async with scoped_transaction(worker_context().sessions(), scope) as session:
+        await workflow.triage(session, scope, [uuid.UUID(i) for i in exception_ids], now=utcnow())
+
+
+@actor("workflow.escalate", queue_name="workflow", max_attempts=5, min_backoff=1_000, time_limit=300_000)
+async def escalate(tenant_id: str) -> None:
+    """Fire this tenant's due escalation steps, a batch per transaction, until none is due (bounded)."""
+    scope = TenantScope(uuid.UUID(tenant_id))
+    for _ in range(SWEEP_BATCHES):
+        async with scoped_transaction(worker_context().sessions(), scope) as session:
+            report = await workflow.escalate_due(session, scope, now=utcnow())
+        if report.examined < workflow.ESCALATION_BATCH:
+            return
+
+
+@periodic("workflow.schedule_escalations", every_seconds=ESCALATE_EVERY_SECONDS)
+async def schedule_escalations(sessions: async_sessionmaker[AsyncSession], now: dt.datetime) -> None:
+    """Send ``workflow.escalate`` for every tenant with an escalation step due."""
+    async with system_transaction(sessions) as session:
+        tenants = await all_tenant_ids(session)
+    await send_due_escalations(sessions, now, tenants)
+
+
+async def send_due_escalations(
+    sessions: async_sessionmaker[AsyncSession], now: dt.datetime, tenant_ids: Iterable[uuid.UUID]
+) -> int:
+    """``workflow.escalate`` for each of these tenants with an escalation step due; how many were sent."""
+
+    async def due(session: AsyncSession, scope: TenantScope) -> bool:
+        return await workflow_queries.has_escalation_due(session, scope, now)
+
+    return await _send_where_due(sessions, tenant_ids, due, escalate)

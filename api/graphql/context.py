@@ -18,8 +18,13 @@ from domain.exceptions import repository as detection
 from domain.exceptions.models import ExceptionActivity, ExceptionGroup, Rule, ShipmentException
 from domain.shipments import repository
 from domain.shipments.models import Milestone, Shipment, ShipmentReference
-from domain.tenancy.models import Account
+from domain.tenancy import repository as tenancy
+from domain.tenancy.models import Account, Team, User
 from domain.tenancy.principal import Principal
+from domain.workflow import repository as workflow
+from domain.workflow.models import ExceptionResolution
+from domain.workflow.rules import PlaybookView
+from domain.workflow.service import playbooks_in_force
 
 if TYPE_CHECKING:
     from api.live import LiveConnection
@@ -60,6 +65,13 @@ class Loaders:
         )
         self.group: DataLoader[uuid.UUID, ExceptionGroup | None] = self._loader(detection.groups_by_id, None)
         self.group_size: DataLoader[uuid.UUID, int] = self._loader(detection.group_sizes, 0)
+        self.user: DataLoader[uuid.UUID, User | None] = self._loader(tenancy.users_by_id, None)
+        self.team: DataLoader[uuid.UUID, Team | None] = self._loader(tenancy.teams_by_id, None)
+        self.team_members: DataLoader[uuid.UUID, list[uuid.UUID]] = self._loader(tenancy.team_members, [])
+        self.resolution: DataLoader[uuid.UUID, ExceptionResolution | None] = self._loader(
+            workflow.resolutions_of, None
+        )
+        self.playbooks: DataLoader[None, list[PlaybookView]] = DataLoader(self._load_playbooks)
 
     def _loader(
         self,
@@ -77,6 +89,11 @@ class Loaders:
         async with scoped_transaction(self._sessions, self.scope) as session:
             found = await repository.carriers_by_code(session, codes)
         return [found.get(code) for code in codes]
+
+    async def _load_playbooks(self, keys: list[None]) -> list[list[PlaybookView]]:
+        async with scoped_transaction(self._sessions, self.scope) as session:
+            found = await playbooks_in_force(session, self.scope)
+        return [found for _ in keys]
 
     async def run(self, work: Callable[[AsyncSession], Awaitable[V]]) -> V:
         """Run ``work`` in one transaction bound to this request's scope."""

@@ -31,18 +31,46 @@ def _require_staff(principal: Principal, roles: frozenset[str], what: str) -> No
 
 
 _DETECTION_STAFF = frozenset({"admin", "operations"})
+# the staff who work exceptions day to day; sales may read them, finance has its own views
+_EXCEPTION_WORKERS = _DETECTION_STAFF | {"customer_service", "documentation"}
+_EXCEPTION_READERS = _EXCEPTION_WORKERS | {"sales"}
 
 
 def require_exception_read(principal: Principal) -> None:
-    """Exceptions: admin and operations staff; shippers (their own account's, customer fields only, by
-    scope); partner clients with the ``exceptions:read`` scope. Other staff roles are denied."""
+    """Exceptions: admin, operations, customer service, documentation and sales staff; shippers (their own
+    account's, customer fields only, by scope); partner clients with the ``exceptions:read`` scope.
+    Finance is denied."""
     if principal.subject_kind == "api_client":
         if "exceptions:read" not in principal.scopes:
             raise Forbidden("this operation needs the 'exceptions:read' scope")
         return
     if principal.is_shipper:
         return
-    _require_staff(principal, _DETECTION_STAFF, "admin or operations")
+    _require_staff(
+        principal, _EXCEPTION_READERS, "admin, operations, customer_service, documentation or sales"
+    )
+
+
+def require_exception_work(principal: Principal) -> None:
+    """Acknowledge, start, assign, resolve, close, reopen and record actions: admin, operations, customer
+    service and documentation staff, or partner clients with ``exceptions:write``."""
+    if principal.subject_kind == "api_client":
+        if "exceptions:write" not in principal.scopes:
+            raise Forbidden("this operation needs the 'exceptions:write' scope")
+        return
+    _require_staff(principal, _EXCEPTION_WORKERS, "admin, operations, customer_service or documentation")
+
+
+def require_exception_comment(principal: Principal) -> None:
+    """Comments: whoever works exceptions, and shipper users on their own account's (by scope)."""
+    if principal.subject_kind == "user" and principal.is_shipper:
+        return
+    require_exception_work(principal)
+
+
+def require_workflow_read(principal: Principal) -> None:
+    """Teams, playbooks, policies and targets: the staff who work exceptions."""
+    _require_staff(principal, _EXCEPTION_WORKERS, "admin, operations, customer_service or documentation")
 
 
 def require_detection_staff(principal: Principal) -> None:
@@ -61,5 +89,7 @@ def require_document_record(principal: Principal) -> None:
 
 
 def require_admin(principal: Principal) -> None:
-    """Background-job administration (dead letters and their replay): staff users with the admin role."""
+    """Staff users with the admin role: background jobs (dead letters and their replay), and the workflow's
+    teams, assignment rules, response targets, playbooks and escalation policies (they shape everyone's
+    queue)."""
     _require_staff(principal, frozenset({"admin"}), "admin")

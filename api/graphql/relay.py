@@ -59,6 +59,44 @@ def expect_global_id(global_id: str, type_name: str, *, argument: str = "id") ->
     return value if found_type == type_name else None
 
 
+def _cursor(key: PageKey | str) -> str:
+    return key if isinstance(key, str) else encode_cursor(key)
+
+
+# a typed position in an ordering other than newest-first: each value tagged with its kind
+_KINDS: dict[str, Callable[[str], object]] = {
+    "i": int,
+    "t": dt.datetime.fromisoformat,
+    "u": uuid.UUID,
+}
+
+
+def encode_position(order: str, values: Sequence[object]) -> str:
+    """A cursor for position ``values`` (ints, aware datetimes, uuids) in the named order."""
+    parts = []
+    for value in values:
+        kind = "i" if isinstance(value, int) else "t" if isinstance(value, dt.datetime) else "u"
+        parts.append(f"{kind}{value.isoformat() if isinstance(value, dt.datetime) else value}")
+    return _b64("|".join([order, *parts]))
+
+
+def decode_position(cursor: str, order: str) -> tuple[object, ...]:
+    """The position inside a cursor of :func:`encode_position` for ``order``; another order's cursor, or
+    anything else, is refused as not issued by this API."""
+    try:
+        found, *parts = _unb64(cursor).split("|")
+        if found != order or not parts:
+            raise ValueError(f"a cursor of order {found!r}")
+        values = tuple(_KINDS[part[0]](part[1:]) for part in parts)
+        if any(isinstance(v, dt.datetime) and v.tzinfo is None for v in values):
+            raise ValueError("naive time")
+        return values
+    except (ValueError, KeyError, IndexError, binascii.Error, UnicodeDecodeError):
+        raise UserInputError(
+            f"after: {cursor!r} is not a cursor issued by this API for this order", argument="after"
+        ) from None
+
+
 def encode_cursor(key: PageKey) -> str:
     return _b64(f"{key.created_at.isoformat()}|{key.id}")
 
@@ -104,10 +142,11 @@ T = TypeVar("T")
 
 
 def paginate(
-    rows: Sequence[T], limit: int, key: Callable[[T], PageKey]
+    rows: Sequence[T], limit: int, key: Callable[[T], PageKey | str]
 ) -> tuple[list[tuple[str, T]], PageInfo]:
-    """Cut a ``limit + 1`` fetch to one page: each row with its cursor, and the page's ``PageInfo``."""
-    cursored = [(encode_cursor(key(row)), row) for row in rows[:limit]]
+    """Cut a ``limit + 1`` fetch to one page: each row with its cursor (``key`` gives the row's
+    newest-first position, or its cursor ready-made), and the page's ``PageInfo``."""
+    cursored = [(_cursor(key(row)), row) for row in rows[:limit]]
     info = PageInfo(
         has_next_page=len(rows) > limit,
         has_previous_page=False,

@@ -49,6 +49,7 @@ from api.graphql.tracking.types import (
     ingest_message_node,
 )
 from api.graphql.tracking.types import IngestStatus as IngestStatusEnum
+from api.graphql.workflow import resolvers as workflow
 from domain.shipments import repository
 from domain.shipments.repository import PageKey
 from domain.tenancy.repository import current_tenant
@@ -120,6 +121,8 @@ class Query:
             return await jobs.dead_letter_by_id(info, value)
         if type_name in detection.NODE_TYPES:
             return await detection.node(info, type_name, value)
+        if type_name in workflow.NODE_TYPES:
+            return await workflow.node(info, type_name, value)
         return None  # milestones are reached through their shipment; unknown types find nothing
 
     @strawberry.field(description="One shipment by global id; null when it does not exist for you.")
@@ -231,6 +234,28 @@ class Query:
         description="The tenant's and the platform-wide disruption notices, soonest first; ended ones only "
         "with `includeEnded`.",
     )
+    teams = strawberry.field(resolver=workflow.teams, description="The tenant's teams, by name.")
+    playbooks = strawberry.field(
+        resolver=workflow.playbooks,
+        description="Playbooks: the tenant's, then Milepost's built-in one per exception type.",
+    )
+    escalation_policies = strawberry.field(
+        resolver=workflow.escalation_policies,
+        description="Escalation policies: the tenant's by name, then the built-in default.",
+    )
+    assignment_rules = strawberry.field(
+        resolver=workflow.assignment_rules, description="Auto-assignment rules in the order they are tried."
+    )
+    response_targets = strawberry.field(
+        resolver=workflow.response_targets,
+        description="Respond-by and resolve-by targets: the tenant's, then the defaults for keys it has "
+        "not set.",
+    )
+    resolution_metrics = strawberry.field(
+        resolver=workflow.resolution_metrics,
+        description="Precision per rule version and median times to resolve, over resolutions in "
+        "[since, until) (at most 366 days).",
+    )
 
 
 async def _ingest_message(info: strawberry.Info[Context, None], message_id: object) -> IngestMessage | None:
@@ -334,6 +359,54 @@ class Mutation:
     record_shipment_document = strawberry.mutation(
         resolver=detection.record_shipment_document,
         description="Record a document received for a shipment (clears a missing-documents exception).",
+    )
+    acknowledge_exception = strawberry.mutation(
+        resolver=workflow.acknowledge_exception,
+        description="Someone has seen it: open or reopened → acknowledged; the respond-by clock stops.",
+    )
+    start_work_on_exception = strawberry.mutation(
+        resolver=workflow.start_work_on_exception,
+        description="Someone works on it: → in_progress (counts as acknowledged).",
+    )
+    assign_exception = strawberry.mutation(
+        resolver=workflow.assign_exception,
+        description="Give it to a staff user and/or a team of this tenant; both null unassigns.",
+    )
+    comment_on_exception = strawberry.mutation(
+        resolver=workflow.comment_on_exception,
+        description="Add a comment: internal unless `customerVisible`; a shipper's is always visible to it.",
+    )
+    record_exception_action = strawberry.mutation(
+        resolver=workflow.record_exception_action,
+        description="Record a playbook action taken; it joins the resolution's action codes.",
+    )
+    resolve_exception = strawberry.mutation(
+        resolver=workflow.resolve_exception,
+        description="Resolve with outcome, root cause, actions, cost and whether the customer was told.",
+    )
+    close_exception = strawberry.mutation(
+        resolver=workflow.close_exception, description="Archive a resolved exception: → closed."
+    )
+    reopen_exception = strawberry.mutation(
+        resolver=workflow.reopen_exception,
+        description="Reopen a resolved exception: → reopened, triaged again (new due times, escalation).",
+    )
+    create_team = strawberry.mutation(resolver=workflow.create_team, description="Create a team (admin).")
+    upsert_assignment_rule = strawberry.mutation(
+        resolver=workflow.upsert_assignment_rule,
+        description="Create or replace (by name) an auto-assignment rule (admin).",
+    )
+    upsert_playbook = strawberry.mutation(
+        resolver=workflow.upsert_playbook,
+        description="Create or replace the tenant's playbook for (type, tier, value band) (admin).",
+    )
+    upsert_escalation_policy = strawberry.mutation(
+        resolver=workflow.upsert_escalation_policy,
+        description="Create or replace (by name) an escalation policy (admin).",
+    )
+    set_response_target = strawberry.mutation(
+        resolver=workflow.set_response_target,
+        description="Set respond-by and resolve-by minutes for a severity, optionally one SLA tier (admin).",
     )
 
 

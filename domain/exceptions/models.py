@@ -6,10 +6,12 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
     ForeignKeyConstraint,
+    Identity,
     Index,
     Integer,
     String,
@@ -203,6 +205,8 @@ class ShipmentException(TenantOwned, Base):
             "next_escalation_at",
             postgresql_where="next_escalation_at IS NOT NULL",
         ),
+        # the queue (exceptions ordered by priority); keyset pages continue on (score, created_at, id)
+        Index("ix_shipment_exception_priority", "tenant_id", "priority_score", "created_at", "id"),
         Index(
             "ix_shipment_exception_assignee",
             "tenant_id",
@@ -225,6 +229,8 @@ class ExceptionActivity(TenantOwned, Base):
     to_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    # insertion order: entries of one transaction share their time, this keeps them in the order written
+    position: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
     # shippers see an entry's note only when this is set (their own comments, staff replies meant for them)
     customer_visible: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
 

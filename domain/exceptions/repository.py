@@ -15,6 +15,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Select, any_, func, select, tuple_
@@ -39,7 +40,6 @@ from domain.exceptions.rules import RuleConfig
 from domain.exceptions.state import EventView, LegView, MilestoneView, NoticeView, ShipmentState
 from domain.exceptions.taxonomy import ExceptionType
 from domain.shipments.models import Leg, Milestone, Shipment, ShipmentStatus
-from domain.shipments.repository import PageKey, after_in_newest_first
 from domain.shipments.timeline import UNPLANNED_SEQUENCE_START, PlanStep, TimelineEvent, build_timeline
 from domain.tenancy.models import Account
 from domain.tracking import rules as tracking_rules
@@ -464,12 +464,39 @@ class ExceptionFilter:
     shipment_id: uuid.UUID | None = None
     group_id: uuid.UUID | None = None
     shadow: bool = False
+    assignee_user_id: uuid.UUID | None = None
+    assignee_team_id: uuid.UUID | None = None
+    unassigned: bool = False
+
+
+class ExceptionOrder(StrEnum):
+    NEWEST = "newest"  # created_at, newest first
+    PRIORITY = "priority"  # the queue: highest priority score first, then newest
+    RESPOND_BY = "respond_by"  # the most urgent response first; none set last
+
+
+_FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+
+
+def order_key(order: ExceptionOrder, row: ShipmentException) -> tuple[Any, ...]:
+    """A row's position in ``order``: what a cursor carries, and what ``list_exceptions`` continues after."""
+    if order == ExceptionOrder.PRIORITY:
+        return (row.priority_score, row.created_at, row.id)
+    if order == ExceptionOrder.RESPOND_BY:
+        return (row.respond_by or _FAR_FUTURE, row.id)
+    return (row.created_at, row.id)
 
 
 async def list_exceptions(
-    session: AsyncSession, scope: TenantScope, where: ExceptionFilter, limit: int, after: PageKey | None
+    session: AsyncSession,
+    scope: TenantScope,
+    where: ExceptionFilter,
+    limit: int,
+    after: tuple[Any, ...] | None,
+    order: ExceptionOrder = ExceptionOrder.NEWEST,
 ) -> list[ShipmentException]:
-    """Up to ``limit`` exceptions, newest first, after ``after`` (keyset pagination on (created_at, id))."""
+    """Up to ``limit`` exceptions in ``order``, after the position ``after`` (keyset pagination on
+    :func:`order_key`: every order ends on the id, so positions are unique)."""
     e = ShipmentException
     statement = scoped(select(e), e, scope).where(e.shadow.is_(where.shadow))
     for column, values in (
@@ -480,14 +507,33 @@ async def list_exceptions(
     ):
         if values:
             statement = statement.where(column == any_(text_array(values)))
-    if where.shipment_id is not None:
-        statement = statement.where(e.shipment_id == where.shipment_id)
-    if where.group_id is not None:
-        statement = statement.where(e.group_id == where.group_id)
+    for id_column, value in (
+        (e.shipment_id, where.shipment_id),
+        (e.group_id, where.group_id),
+        (e.assignee_user_id, where.assignee_user_id),
+        (e.assignee_team_id, where.assignee_team_id),
+    ):
+        if value is not None:
+            statement = statement.where(id_column == value)
+    if where.unassigned:
+        statement = statement.where(e.assignee_user_id.is_(None), e.assignee_team_id.is_(None))
+    respond_by = func.coalesce(e.respond_by, _FAR_FUTURE)
+    if order == ExceptionOrder.PRIORITY:
+        columns: tuple[Any, ...] = (e.priority_score, e.created_at, e.id)
+        statement = statement.order_by(*(c.desc() for c in columns))
+        descending = True
+    elif order == ExceptionOrder.RESPOND_BY:
+        columns = (respond_by, e.id)
+        statement = statement.order_by(*columns)
+        descending = False
+    else:
+        columns = (e.created_at, e.id)
+        statement = statement.order_by(*(c.desc() for c in columns))
+        descending = True
     if after is not None:
-        statement = statement.where(after_in_newest_first(e, after))
-    statement = statement.order_by(e.created_at.desc(), e.id.desc()).limit(limit)
-    return list((await session.execute(statement)).scalars())
+        position = tuple_(*columns)
+        statement = statement.where(position < tuple_(*after) if descending else position > tuple_(*after))
+    return list((await session.execute(statement.limit(limit))).scalars())
 
 
 exceptions_by_id = rows_by_id(ShipmentException)
@@ -521,7 +567,7 @@ async def activities_by_exception(
     statement = (
         scoped(select(a), a, scope)
         .where(a.exception_id == any_(uuid_array(exception_ids)))
-        .order_by(a.created_at, a.id)
+        .order_by(a.created_at, a.position)
     )
     result: dict[uuid.UUID, list[ExceptionActivity]] = defaultdict(list)
     for row in (await session.execute(statement)).scalars():

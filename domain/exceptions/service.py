@@ -45,7 +45,9 @@ from domain.exceptions.taxonomy import (
 from domain.outbox.service import publish_all
 from domain.shipments.models import Shipment
 from domain.tracking.service import REEVALUATE_REASON, TIMELINE_CHANGED
+from domain.workflow import rules as lifecycle
 from domain.workflow import topics
+from domain.workflow.rules import Transition
 
 SWEEP_BATCH = 500
 # the outbox topics detection writes (payloads: ``domain.workflow.topics.base_payload``)
@@ -328,11 +330,12 @@ class _Writer:
         finding = change.finding
         if change.kind == ChangeKind.AUTO_RESOLVE:
             assert row is not None
-            self._activity(row, "auto_resolved", row.status, ExceptionStatus.AUTO_RESOLVED, change.reason)
-            row.status = ExceptionStatus.AUTO_RESOLVED
+            after = lifecycle.transition(row.status, Transition.AUTO_RESOLVE, by_person=False)
+            self._activity(row, "auto_resolved", row.status, after, change.reason)
+            row.status = after
             row.resolved_at = self.now
             row.resolution_reason = change.reason
-            row.snoozed_until = None
+            row.snoozed_until = row.next_escalation_at = None
             self._publish(topics.AUTO_RESOLVED, row)
             return
         assert finding is not None
@@ -365,14 +368,20 @@ class _Writer:
         before = (row.severity, row.fingerprint)
         self._fill(row, finding, new_occurrence=change.new_occurrence)
         if change.kind == ChangeKind.UNSNOOZE:
-            self._activity(row, "unsnoozed", row.status, ExceptionStatus.OPEN, "the snooze expired")
-            row.status, row.snoozed_until = ExceptionStatus.OPEN, None
+            after = lifecycle.transition(row.status, Transition.UNSNOOZE, by_person=False)
+            self._activity(row, "unsnoozed", row.status, after, "the snooze expired")
+            row.status, row.snoozed_until = after, None
+            row.next_escalation_at = self.now  # the escalation sweep picks its clock up again
             self._publish(topics.UPDATED, row)
         elif change.kind == ChangeKind.REOPEN:
-            self._activity(row, "reopened", row.status, ExceptionStatus.REOPENED, finding.finding.explanation)
-            row.status = ExceptionStatus.REOPENED
+            after = lifecycle.transition(row.status, Transition.REOPEN, by_person=False)
+            self._activity(row, "reopened", row.status, after, finding.finding.explanation)
+            row.status = after
             row.resolved_at = row.resolution_reason = None
             row.reopen_count += 1
+            # triaged afresh (the workflow's actor, after commit): new due times, escalation from the start
+            row.triaged_at = row.acknowledged_at = row.next_escalation_at = None
+            row.escalation_steps_fired = 0
             self._publish(topics.REOPENED, row)
         elif (row.severity, row.fingerprint) != before:
             if change.new_occurrence:
@@ -661,6 +670,7 @@ def _snooze(
     note: str | None,
     data: dict[str, Any],
 ) -> None:
+    after = lifecycle.transition(row.status, Transition.SNOOZE, by_person=actor_user_id is not None)
     session.add(
         ExceptionActivity(
             tenant_id=scope.tenant_id,
@@ -669,13 +679,14 @@ def _snooze(
             actor_user_id=actor_user_id,
             kind="snoozed",
             from_status=row.status,
-            to_status=ExceptionStatus.SNOOZED,
+            to_status=after,
             note=note,
             data=data,
             created_at=now,
         )
     )
-    row.status, row.snoozed_until = ExceptionStatus.SNOOZED, until
+    row.status, row.snoozed_until = after, until
+    row.next_escalation_at = None  # a snoozed exception does not escalate; waking it resumes the clock
 
 
 async def _due_by(

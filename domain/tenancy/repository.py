@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.db import TenantScope, scoped
-from domain.tenancy.models import Tenant
+from domain.tenancy.models import Team, TeamMember, Tenant, User
 
 
 async def current_tenant(session: AsyncSession, scope: TenantScope) -> Tenant | None:
@@ -17,3 +18,37 @@ async def all_tenant_ids(session: AsyncSession) -> list[uuid.UUID]:
     """Every tenant's id, for a background task in a ``domain.db.system_transaction`` (the only way the
     application role may list tenants); the task then scopes to each tenant for the real work."""
     return list((await session.execute(select(Tenant.id).order_by(Tenant.id))).scalars())
+
+
+async def users_by_id(
+    session: AsyncSession, scope: TenantScope, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, User]:
+    """Users of the tenant (staff and shippers alike; callers decide what a principal may see of them)."""
+    statement = scoped(select(User), User, TenantScope(scope.tenant_id)).where(User.id.in_(list(ids)))
+    return {row.id: row for row in (await session.execute(statement)).scalars()}
+
+
+async def teams_by_id(
+    session: AsyncSession, scope: TenantScope, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Team]:
+    statement = scoped(select(Team), Team, scope).where(Team.id.in_(list(ids)))
+    return {row.id: row for row in (await session.execute(statement)).scalars()}
+
+
+async def team_members(
+    session: AsyncSession, scope: TenantScope, team_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """Each team's member user ids (one query)."""
+    rows = await session.execute(
+        scoped(select(TeamMember.team_id, TeamMember.user_id), TeamMember, scope)
+        .where(TeamMember.team_id.in_(list(team_ids)))
+        .order_by(TeamMember.team_id, TeamMember.user_id)
+    )
+    found: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for team_id, user_id in rows:
+        found.setdefault(team_id, []).append(user_id)
+    return found
+
+
+async def list_teams(session: AsyncSession, scope: TenantScope) -> list[Team]:
+    return list((await session.execute(scoped(select(Team), Team, scope).order_by(Team.name))).scalars())

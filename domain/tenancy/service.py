@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.db import TenantScope, apply_scope, scoped
-from domain.tenancy.models import Account, ApiClient, Role, SlaTier, Team, Tenant, User
+from domain.tenancy.models import Account, ApiClient, Role, SlaTier, Tenant, User
 from domain.tenancy.passwords import hash_secret, verify_secret
 from domain.tenancy.principal import Principal
 
@@ -127,13 +127,6 @@ async def create_user(
     session.add(user)
     await session.flush()
     return user
-
-
-async def create_team(session: AsyncSession, scope: TenantScope, name: str) -> Team:
-    team = Team(tenant_id=scope.tenant_id, name=name)
-    session.add(team)
-    await session.flush()
-    return team
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ _FINISHED = (S.RESOLVED, S.AUTO_RESOLVED)
 TRANSITIONS: Mapping[tuple[ExceptionStatus, Transition], ExceptionStatus] = {
     **{(s, Transition.ACKNOWLEDGE): S.ACKNOWLEDGED for s in (S.OPEN, S.REOPENED)},
     **{(s, Transition.START): S.IN_PROGRESS for s in (S.OPEN, S.REOPENED, S.ACKNOWLEDGED)},
-    **{(s, Transition.SNOOZE): S.SNOOZED for s in _WORKING},
+    **{(s, Transition.SNOOZE): S.SNOOZED for s in (*_WORKING, S.SNOOZED)},  # again: a new end
     (S.SNOOZED, Transition.UNSNOOZE): S.OPEN,
     **{(s, Transition.RESOLVE): S.RESOLVED for s in (*_WORKING, S.SNOOZED)},
     **{(s, Transition.AUTO_RESOLVE): S.AUTO_RESOLVED for s in (*_WORKING, S.SNOOZED)},
@@ -183,6 +183,69 @@ class CaseFacts:
     acknowledged_at: dt.datetime | None = None
     assignee_user_id: uuid.UUID | None = None
     assignee_team_id: uuid.UUID | None = None
+
+
+def facts_of(exception: Any, shipment: Any, sla_tier: str) -> CaseFacts:
+    """The facts of a ``ShipmentException`` row and its ``Shipment`` row (typed loosely: rows or views)."""
+    return CaseFacts(
+        exception_id=exception.id,
+        exception_type=exception.exception_type,
+        category=exception.category,
+        severity=exception.severity,
+        status=exception.status,
+        account_id=exception.account_id,
+        sla_tier=sla_tier,
+        mode=shipment.mode,
+        origin_locode=shipment.origin_locode,
+        destination_locode=shipment.destination_locode,
+        declared_value=shipment.declared_value,
+        declared_value_currency=shipment.declared_value_currency,
+        opened_at=exception.first_seen_at,
+        acknowledged_at=exception.acknowledged_at,
+        assignee_user_id=exception.assignee_user_id,
+        assignee_team_id=exception.assignee_team_id,
+    )
+
+
+# what a shipper sees of an exception's history: status changes (without their notes) and the comments
+# meant for them; assignment, escalation, actions and internal comments stay inside the tenant
+_SHIPPER_KINDS = frozenset(
+    {"opened", "reopened", "auto_resolved", "acknowledge", "start", "resolve", "close"}
+)
+
+
+def shown_to_shipper(kind: str, customer_visible: bool) -> tuple[bool, bool]:
+    """(show the entry, show its note) for a shipper."""
+    if customer_visible:
+        return True, True
+    return kind in _SHIPPER_KINDS, False
+
+
+HistoryEntry = tuple[str, str | None, dt.datetime, Mapping[str, Any]]  # (kind, to_status, at, data)
+
+
+@dataclass(frozen=True)
+class Opening:
+    """The current opening of an exception: when it began (its last reopening, else its first entry) and
+    the actions recorded since, each once, in order."""
+
+    opened_at: dt.datetime | None
+    actions: tuple[str, ...]
+
+
+def current_opening(entries: Sequence[HistoryEntry]) -> Opening:
+    """Entries written in one transaction share their time, so the opening is found by time (the last
+    reopening, else the earliest entry), not by position, and its actions are those from then on."""
+    if not entries:
+        return Opening(None, ())
+    reopened = [at for _, to_status, at, _ in entries if to_status == ExceptionStatus.REOPENED]
+    opened_at = max(reopened) if reopened else min(at for _, _, at, _ in entries)
+    taken = [
+        str(data["action"])
+        for kind, _, at, data in sorted(entries, key=lambda e: e[2])
+        if kind == "action" and at >= opened_at
+    ]
+    return Opening(opened_at, tuple(dict.fromkeys(taken)))
 
 
 # --- auto-assignment -----------------------------------------------------------------------------------

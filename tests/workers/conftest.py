@@ -13,8 +13,11 @@ import pytest
 import redis
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
+from milepost.database import Database
+from milepost.settings import Settings
 from tests.workers.brokers import RABBITMQ_URL, REDIS_URL
-from workers.broker import create_broker
+from workers import broker as broker_module
+from workers.broker import configure_workers, create_broker
 
 
 def require(service: str, url: str, probe: Callable[[], object]) -> None:
@@ -61,3 +64,13 @@ def rabbitmq_broker(rabbitmq_url: str) -> Iterator[dramatiq.Broker]:
         for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
             broker.channel.queue_delete(name)
     broker.close()
+
+
+@pytest.fixture
+def process_broker(settings: Settings, database: Database) -> Iterator[dramatiq.Broker]:
+    """A fresh in-process broker installed as the process's own (actors and the scheduler send to it)."""
+    previous = broker_module.current_broker()
+    broker = broker_module.install(create_broker(None))
+    configure_workers(settings, database.app_url)
+    yield broker
+    broker_module.install(previous)

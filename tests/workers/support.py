@@ -16,14 +16,17 @@ from dramatiq.middleware import CurrentMessage
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from domain.db import TenantScope, scoped, scoped_transaction
+from domain.columns import utcnow
+from domain.db import TenantScope, apply_scope, scoped, scoped_transaction
 from domain.jobs.models import DeadLetter
 from domain.jobs.service import FailedJob, record_dead_letter
 from domain.outbox.models import OutboxMessage
 from domain.outbox.service import publish
-from tests.factories import make_tenant
+from domain.shipments.service import PlannedMilestone, ShipmentDraft, create_shipment
+from tests.factories import make_account, make_tenant
 
 T = TypeVar("T")
+H = dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -160,3 +163,25 @@ async def add_dead_letter(
         await record_dead_letter(session, scope, failed)
         statement = scoped(select(DeadLetter), DeadLetter, scope).where(DeadLetter.message_id == message_id)
         return (await session.execute(statement)).scalar_one()
+
+
+async def tenant_with_shipment(sessions: async_sessionmaker[AsyncSession]) -> tuple[TenantScope, uuid.UUID]:
+    now = utcnow()
+    async with sessions() as session, session.begin():
+        tenant = await make_tenant(session)
+        account = await make_account(session, tenant)
+        scope = TenantScope(tenant.id)
+        await apply_scope(session, scope)
+        shipment = await create_shipment(
+            session,
+            scope,
+            ShipmentDraft(
+                account_id=account.id,
+                mode="ocean",
+                milestones=[
+                    PlannedMilestone("DEPARTED", now + 72 * H, "CNSHA"),
+                    PlannedMilestone("ARRIVED", now + 600 * H, "NLRTM"),
+                ],
+            ),
+        )
+        return scope, shipment.id

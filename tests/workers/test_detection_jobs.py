@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 
 import dramatiq
 import pytest
@@ -13,54 +12,17 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domain.columns import utcnow
-from domain.db import TenantScope, apply_scope, scoped, scoped_transaction
+from domain.db import TenantScope, scoped, scoped_transaction
 from domain.exceptions.models import ShipmentException
 from domain.exceptions.service import EXCEPTION_TOPICS
 from domain.shipments.models import Shipment
-from domain.shipments.service import PlannedMilestone, ShipmentDraft, create_shipment
 from domain.tracking.service import NewEvent, record_events
-from milepost.database import Database
-from milepost.settings import Settings
-from tests.factories import make_account, make_tenant
-from tests.workers.support import only, poll
+from tests.workers.support import only, poll, tenant_with_shipment
 from workers import actors
-from workers import broker as broker_module
-from workers.broker import configure_workers, create_broker, start_in_process_worker
+from workers.broker import start_in_process_worker
 from workers.dispatcher import Dispatcher, routes_of
 
 H = dt.timedelta(hours=1)
-
-
-@pytest.fixture
-def process_broker(settings: Settings, database: Database) -> Iterator[dramatiq.Broker]:
-    """A fresh in-process broker installed as the process's own (actors and the scheduler send to it)."""
-    previous = broker_module.current_broker()
-    broker = broker_module.install(create_broker(None))
-    configure_workers(settings, database.app_url)
-    yield broker
-    broker_module.install(previous)
-
-
-async def tenant_with_shipment(sessions: async_sessionmaker[AsyncSession]) -> tuple[TenantScope, uuid.UUID]:
-    now = utcnow()
-    async with sessions() as session, session.begin():
-        tenant = await make_tenant(session)
-        account = await make_account(session, tenant)
-        scope = TenantScope(tenant.id)
-        await apply_scope(session, scope)
-        shipment = await create_shipment(
-            session,
-            scope,
-            ShipmentDraft(
-                account_id=account.id,
-                mode="ocean",
-                milestones=[
-                    PlannedMilestone("DEPARTED", now + 72 * H, "CNSHA"),
-                    PlannedMilestone("ARRIVED", now + 600 * H, "NLRTM"),
-                ],
-            ),
-        )
-        return scope, shipment.id
 
 
 async def open_types(sessions: async_sessionmaker[AsyncSession], scope: TenantScope) -> list[str]:

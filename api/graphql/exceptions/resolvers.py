@@ -59,7 +59,8 @@ from api.graphql.relay import (
     Node,
     UserInputError,
     check_page_size,
-    decode_cursor,
+    decode_position,
+    encode_position,
     expect_global_id,
     paginate,
 )
@@ -69,9 +70,10 @@ from domain.documents.models import ShipmentDocument as ShipmentDocumentRow
 from domain.exceptions import repository, service
 from domain.exceptions.models import ExceptionGroup as ExceptionGroupRow
 from domain.exceptions.models import Rule as RuleRow
+from domain.exceptions.repository import ExceptionOrder as ExceptionOrderValue
 from domain.exceptions.service import DetectionError, DetectionNotFound, NoticeDraft, RuleDraft
 from domain.shipments.models import Shipment as ShipmentRow
-from domain.shipments.repository import PageKey, shipments_by_id
+from domain.shipments.repository import shipments_by_id
 from domain.tenancy.principal import Principal
 
 Info = strawberry.Info[Context, None]
@@ -90,17 +92,21 @@ async def exceptions(
     first: int = DEFAULT_PAGE_SIZE,
     after: str | None = None,
     filter: ExceptionFilter | None = None,
+    order_by: ExceptionOrderValue = ExceptionOrderValue.NEWEST,
 ) -> ShipmentExceptionConnection:
     context = info.context
     require_exception_read(context.principal)
     limit = check_page_size(first, context.state.settings.graphql_max_page_size)
-    position = decode_cursor(after) if after else None
+    order = ExceptionOrderValue(order_by)
+    position = decode_position(after, order.value) if after else None
     where = _filter(context.principal, filter)
     scope = context.principal.scope
     rows = await context.loaders.run(
-        lambda session: repository.list_exceptions(session, scope, where, limit + 1, position)
+        lambda session: repository.list_exceptions(session, scope, where, limit + 1, position, order)
     )
-    cursored, page_info = paginate(rows, limit, lambda row: PageKey(row.created_at, row.id))
+    cursored, page_info = paginate(
+        rows, limit, lambda row: encode_position(order.value, repository.order_key(order, row))
+    )
     for _, row in cursored:  # node(id) and nested look-ups in this request reuse the rows
         context.loaders.exception.prime(row.id, row)
     edges = [ShipmentExceptionEdge(cursor=cursor, node=exception_node(row)) for cursor, row in cursored]
@@ -110,8 +116,8 @@ async def exceptions(
 def _filter(principal: Principal, given: ExceptionFilter | None) -> repository.ExceptionFilter:
     if given is None:
         return repository.ExceptionFilter()
-    if given.shadow and principal.is_shipper:
-        raise Forbidden("shadow exceptions are for admin and operations staff")
+    if principal.is_shipper and (given.shadow or given.assignee_id or given.team_id or given.unassigned):
+        raise Forbidden("shadow exceptions and assignment filters are for staff and partners")
     return repository.ExceptionFilter(
         statuses=[str(s) for s in given.status or []],
         types=[str(t) for t in given.type or []],
@@ -120,6 +126,9 @@ def _filter(principal: Principal, given: ExceptionFilter | None) -> repository.E
         shipment_id=_id_or_nothing(given.shipment_id, "Shipment", "filter.shipmentId"),
         group_id=_id_or_nothing(given.group_id, "ExceptionGroup", "filter.groupId"),
         shadow=given.shadow,
+        assignee_user_id=_id_or_nothing(given.assignee_id, "User", "filter.assigneeId"),
+        assignee_team_id=_id_or_nothing(given.team_id, "Team", "filter.teamId"),
+        unassigned=given.unassigned,
     )
 
 

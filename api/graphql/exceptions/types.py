@@ -20,10 +20,25 @@ from api.graphql.context import Context
 from api.graphql.relay import Node, PageInfo, to_global_id
 from api.graphql.shipments.types import Shipment, shipment_node
 from api.graphql.tracking.types import InvalidInputError, NotFoundError
+from api.graphql.workflow.types import (
+    ExceptionPlaybook,
+    ExceptionResolution,
+    StaffUser,
+    StatusDuration,
+    Team,
+    playbook_type,
+    team_node,
+    user_node,
+)
 from domain.documents.models import ShipmentDocument as ShipmentDocumentRow
 from domain.exceptions import models, taxonomy
 from domain.exceptions.repository import AnyNotice
+from domain.exceptions.repository import ExceptionOrder as ExceptionOrderValue
 from domain.exceptions.service import BacktestReport as BacktestReportValue
+from domain.workflow import rules as workflow_rules
+from domain.workflow.repository import history, status_changes
+from domain.workflow.rules import ActionCode as ActionCodeValue
+from domain.workflow.rules import shown_to_shipper
 
 ExceptionStatus = strawberry.enum(
     models.ExceptionStatus, name="ExceptionStatus", description="Where an exception is in its life."
@@ -165,9 +180,22 @@ class ExceptionActivity:
     def to_status(self) -> ExceptionStatus | None:  # type: ignore[valid-type]
         return models.ExceptionStatus(self.row.to_status) if self.row.to_status else None
 
-    @strawberry.field(description="What was said or found (null for shippers: notes are internal).")
+    @strawberry.field(
+        description="What was said or found (for shippers only on comments meant for them; other notes are "
+        "internal)."
+    )
     def note(self, info: strawberry.Info[Context, None]) -> str | None:
-        return None if _is_shipper(info) else self.row.note
+        if _is_shipper(info) and not shown_to_shipper(self.row.kind, self.row.customer_visible)[1]:
+            return None
+        return self.row.note
+
+    @strawberry.field(description="Whether the shipper sees this entry's note.")
+    def customer_visible(self) -> bool:
+        return self.row.customer_visible
+
+    @strawberry.field(description="Structured details: the action taken, an assignment, an escalation step.")
+    def data(self, info: strawberry.Info[Context, None]) -> JSON | None:
+        return None if _is_shipper(info) else cast(JSON, self.row.data)
 
     @strawberry.field(description="user, system or api_client.")
     def actor_kind(self) -> str:
@@ -274,10 +302,79 @@ class ShipmentException(Node):
         row = await info.context.loaders.shipment.load(self.row.shipment_id)
         return shipment_node(row) if row is not None else None
 
-    @strawberry.field(description="Its history, oldest entry first.")
+    @strawberry.field(
+        description="Its history, oldest entry first (shippers see status changes and the comments meant "
+        "for them)."
+    )
     async def activities(self, info: strawberry.Info[Context, None]) -> list[ExceptionActivity]:
         rows = await info.context.loaders.activities.load(self.row.id)
+        if _is_shipper(info):
+            rows = [r for r in rows if shown_to_shipper(r.kind, r.customer_visible)[0]]
         return [ExceptionActivity(row=row) for row in rows]
+
+    @strawberry.field(description="Seconds spent in each status so far, from its history.")
+    async def time_in_state(self, info: strawberry.Info[Context, None]) -> list[StatusDuration]:
+        rows = await info.context.loaders.activities.load(self.row.id)
+        spent = workflow_rules.time_in_states(status_changes(rows), info.context.now)
+        return [StatusDuration(status=k, seconds=v.total_seconds()) for k, v in sorted(spent.items())]
+
+    @strawberry.field(description="The staff user it is assigned to (null for shippers).")
+    async def assignee(self, info: strawberry.Info[Context, None]) -> StaffUser | None:
+        if self.row.assignee_user_id is None or _is_shipper(info):
+            return None
+        row = await info.context.loaders.user.load(self.row.assignee_user_id)
+        return user_node(row) if row is not None else None
+
+    @strawberry.field(description="The team it is assigned to (null for shippers).")
+    async def assignee_team(self, info: strawberry.Info[Context, None]) -> Team | None:
+        if self.row.assignee_team_id is None or _is_shipper(info):
+            return None
+        row = await info.context.loaders.team.load(self.row.assignee_team_id)
+        return team_node(row) if row is not None else None
+
+    @strawberry.field(description="When someone acknowledged it (or started work on it).")
+    def acknowledged_at(self) -> dt.datetime | None:
+        return self.row.acknowledged_at
+
+    @strawberry.field(description="Acknowledge by this time (its severity's and tier's target; staff only).")
+    def respond_by(self, info: strawberry.Info[Context, None]) -> dt.datetime | None:
+        return None if _is_shipper(info) else self.row.respond_by
+
+    @strawberry.field(description="Resolve by this time (staff only).")
+    def resolve_by(self, info: strawberry.Info[Context, None]) -> dt.datetime | None:
+        return None if _is_shipper(info) else self.row.resolve_by
+
+    @strawberry.field(description="Escalation steps fired in this opening (staff only).")
+    def escalation_steps_fired(self, info: strawberry.Info[Context, None]) -> int | None:
+        return None if _is_shipper(info) else self.row.escalation_steps_fired
+
+    @strawberry.field(description="When the next escalation step is due (staff only).")
+    def next_escalation_at(self, info: strawberry.Info[Context, None]) -> dt.datetime | None:
+        return None if _is_shipper(info) else self.row.next_escalation_at
+
+    @strawberry.field(description="Its latest structured resolution (shippers see outcome and time).")
+    async def resolution(self, info: strawberry.Info[Context, None]) -> ExceptionResolution | None:
+        row = await info.context.loaders.resolution.load(self.row.id)
+        return ExceptionResolution(row=row, for_shipper=_is_shipper(info)) if row is not None else None
+
+    @strawberry.field(description="The playbook that applies and the actions taken so far (staff only).")
+    async def playbook(self, info: strawberry.Info[Context, None]) -> ExceptionPlaybook | None:
+        if _is_shipper(info):
+            return None
+        loaders = info.context.loaders
+        shipment = await loaders.shipment.load(self.row.shipment_id)
+        account = await loaders.account.load(self.row.account_id)
+        if shipment is None or account is None:
+            return None
+        facts = workflow_rules.facts_of(self.row, shipment, account.sla_tier)
+        chosen = workflow_rules.choose_playbook(await loaders.playbooks.load(None), facts)
+        if chosen is None:
+            return None
+        entries = await loaders.activities.load(self.row.id)
+        opening = workflow_rules.current_opening(history(entries))
+        return ExceptionPlaybook(
+            playbook=playbook_type(chosen), taken=[ActionCodeValue(c) for c in opening.actions]
+        )
 
 
 def exception_node(row: models.ShipmentException) -> ShipmentException:
@@ -315,6 +412,23 @@ class ExceptionFilter:
     shadow: bool = strawberry.field(
         default=False, description="Shadow exceptions instead of live ones (staff and partners only)."
     )
+    assignee_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Assigned to this staff user (staff and partners only)."
+    )
+    team_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Assigned to this team (staff and partners only)."
+    )
+    unassigned: bool = strawberry.field(
+        default=False, description="Assigned to nobody (staff and partners only)."
+    )
+
+
+ExceptionOrder = strawberry.enum(
+    ExceptionOrderValue,
+    name="ExceptionOrder",
+    description="NEWEST: newest first. PRIORITY: the queue, highest priority score first. RESPOND_BY: the "
+    "most urgent response first, those without a respond-by time last.",
+)
 
 
 @strawberry.type(description="A disruption at a place over a time window (the tenant's or platform-wide).")
