@@ -231,8 +231,8 @@ def _events(
 class Subscription:
     exception_events: AsyncGenerator[ExceptionEvent, None] = strawberry.subscription(
         resolver=exception_events,
-        description="Exceptions as they open, change and close (admin and operations staff; shippers, their "
-        "account's; partner clients with `exceptions:read`).",
+        description="Exceptions as they open, change and close, for whoever may query `exceptions` "
+        "(shippers: their account's).",
     )
     shipment_updates: AsyncGenerator[ShipmentUpdate, None] = strawberry.subscription(
         resolver=shipment_updates,

@@ -17,16 +17,20 @@ import pytest
 from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.auth.tokens import TokenService, load_or_create_key
 from api.graphql.relay import to_global_id
+from domain.db import scoped, scoped_transaction
+from domain.exceptions.models import ShipmentException
 from domain.tenancy.principal import Principal
+from domain.workflow import service as workflow
 from milepost.database import Database
 from milepost.settings import Settings
 from tests.api.graphql_support import partner, shipper, staff
 from tests.api.live_support import (
+    H,
     LiveServer,
     close_of,
     closed_with,
@@ -38,7 +42,7 @@ from tests.api.live_support import (
     subscribed,
 )
 from tests.api.test_graphql_shipments import count_statements
-from tests.shipment_factories import committed_tenant
+from tests.shipment_factories import T0, committed_tenant
 from workers import broker as broker_module
 from workers.broker import configure_workers, create_broker
 
@@ -325,8 +329,8 @@ async def test_a_filter_naming_an_unknown_topic_or_a_wrong_id_is_refused(
         "message": f"filter.shipmentId: {account_id!r} is not a Shipment id",
         "extensions": {"code": "BAD_USER_INPUT", "argument": "filter"},
     }
-    documentation = tokens.issue(staff(world, "documentation"))
-    async with subscribed(server.url, documentation, EXCEPTION_EVENTS) as subscription:
+    finance = tokens.issue(staff(world, "finance"))
+    async with subscribed(server.url, finance, EXCEPTION_EVENTS) as subscription:
         error = await subscription.ending()
     assert isinstance(error, TransportQueryError)
     assert error.errors is not None
@@ -623,3 +627,71 @@ async def test_a_stray_or_forged_notification_delivers_nothing_it_should_not(
         [event] = await subscription.take(1)
         shipment = to_global_id("Shipment", mine.shipments[0].id)
         assert event["exceptionEvents"]["exception"]["shipment"]["id"] == shipment
+
+
+async def test_workflow_changes_reach_subscribers_and_internal_comments_stay_with_the_staff(
+    server: LiveServer,
+    tokens: TokenService,
+    sessions: async_sessionmaker[AsyncSession],
+    process_broker: dramatiq.Broker,
+) -> None:
+    world = await committed_tenant(sessions, accounts=1, shipments_per_account=1)
+    query = (
+        "subscription { exceptionEvents { topic exceptionId exception { status activities { kind note } } } }"
+    )
+    async with (
+        subscribed(server.url, tokens.issue(staff(world)), query) as for_ops,
+        subscribed(server.url, tokens.issue(shipper(world)), query) as for_shipper,
+    ):
+        await server.subscribers(2)
+        await make_late(sessions, world, 0)
+        assert await dispatch(sessions, world) == 2
+        async with scoped_transaction(sessions, world.scope) as session:
+            [exception_id] = (
+                await session.execute(scoped(select(ShipmentException.id), ShipmentException, world.scope))
+            ).scalars()
+        ops = workflow.Actor("user", None)
+        steps = [
+            lambda s: workflow.acknowledge(s, world.scope, exception_id, ops, now=T0 + 2 * H),
+            lambda s: workflow.comment(
+                s, world.scope, exception_id, ops, now=T0 + 3 * H, body="carrier asked"
+            ),
+            lambda s: workflow.comment(
+                s, world.scope, exception_id, ops, now=T0 + 4 * H, body="a day late", customer_visible=True
+            ),
+        ]
+        for step in steps:  # each in its own transaction and batch, as people act
+            async with scoped_transaction(sessions, world.scope) as session:
+                await step(session)
+            assert await dispatch(sessions, world) == 1
+
+        def heard(results: list[dict[str, Any]]) -> list[tuple[str, str, list[str | None]]]:
+            return [
+                (
+                    r["exceptionEvents"]["topic"],
+                    r["exceptionEvents"]["exception"]["status"],
+                    [
+                        a["note"]
+                        for a in r["exceptionEvents"]["exception"]["activities"]
+                        if a["kind"] == "comment"
+                    ],
+                )
+                for r in results
+            ]
+
+        # an event shows the exception as it is when delivered: only the last one's state is certain
+        staff_heard = heard(await for_ops.take(4))
+        shipper_heard = heard(await for_shipper.take(3))
+    assert [topic for topic, _, _ in staff_heard] == [
+        "exception.opened",
+        "exception.acknowledged",
+        "exception.commented",
+        "exception.commented",
+    ]
+    assert staff_heard[-1][1:] == ("ACKNOWLEDGED", ["carrier asked", "a day late"])
+    assert [topic for topic, _, _ in shipper_heard] == [
+        "exception.opened",
+        "exception.acknowledged",
+        "exception.commented",
+    ]
+    assert shipper_heard[-1][1:] == ("ACKNOWLEDGED", ["a day late"])
