@@ -3,7 +3,7 @@
 The outbox dispatcher sends one ``NOTIFY milepost_changes`` per dispatched batch carrying a tenant id and
 outbox ids per topic, nothing else (``domain.outbox.rules``). For each notification of a tenant that has
 subscribers here, the hub reads the rows and what they are about in **one** scoped transaction (outbox
-rows, their exceptions, their shipments: three statements, however many subscribers), then offers each
+rows, their exceptions, their shipments: three queries, however many subscribers), then offers each
 subscriber the changes its :class:`Interest` matches. Each delivery carries dataloaders shared by every
 subscriber of the same scope (tenant, and account for shippers) for this batch, primed with those rows,
 so resolving the events costs queries per batch and scope, not per subscriber.
