@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, MetaData, Select, Text, Uuid, and_, bindparam, text
+from sqlalchemy import BigInteger, ColumnElement, MetaData, Select, Text, Uuid, and_, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
@@ -96,6 +96,10 @@ def uuid_array(values: Iterable[uuid.UUID]) -> Any:
 
 def text_array(values: Iterable[str]) -> Any:
     return bindparam(None, list(values), type_=ARRAY(Text))
+
+
+def bigint_array(values: Iterable[int]) -> Any:
+    return bindparam(None, list(values), type_=ARRAY(BigInteger))
 
 
 SelectT = TypeVar("SelectT", bound=Select[*tuple[Any, ...]])

@@ -107,7 +107,7 @@ async def serve(
     background = [*(background or []), *start_workers(runtime)]
     state = build_state(runtime)
     app = create_app(state)
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="off", access_log=False)
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on", access_log=False)
     server = _Server(config)
     stopping = asyncio.Event()
     async with AsyncExitStack() as stack:

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     graphql_max_page_size: int = Field(default=100, ge=1, le=1000)
+    ws_init_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    subscription_queue_size: int = Field(default=10_000, ge=1, le=1_000_000)
 
     # e-mail: without a host, messages are written to the log and counted as sent (development, demo)
     smtp_host: str | None = None

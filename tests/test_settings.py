@@ -54,3 +54,21 @@ def test_job_and_outbox_settings_come_from_milepost_variables(monkeypatch: pytes
         250,
         1.5,
     )
+
+
+def test_subscription_settings_have_defaults_and_come_from_milepost_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    defaults = Settings()
+    assert (defaults.ws_init_timeout_seconds, defaults.subscription_queue_size) == (10.0, 10_000)
+    monkeypatch.setenv("MILEPOST_WS_INIT_TIMEOUT_SECONDS", "2.5")
+    monkeypatch.setenv("MILEPOST_SUBSCRIPTION_QUEUE_SIZE", "50")
+    settings = Settings()
+    assert (settings.ws_init_timeout_seconds, settings.subscription_queue_size) == (2.5, 50)
+    monkeypatch.setenv("MILEPOST_SUBSCRIPTION_QUEUE_SIZE", "0")
+    result = CliRunner().invoke(main, ["serve"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "configuration error:",
+        "  MILEPOST_SUBSCRIPTION_QUEUE_SIZE: Input should be greater than or equal to 1 (got '0')",
+    ]

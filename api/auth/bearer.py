@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 
@@ -41,5 +43,29 @@ def authenticate(connection: HTTPConnection, tokens: TokenService) -> Principal:
         raise Unauthorized("invalid_request", "the Authorization header must be 'Bearer <token>'")
     try:
         return tokens.verify(token.strip())
+    except InvalidToken as error:
+        raise Unauthorized("invalid_token", str(error)) from None
+
+
+def authenticate_connection_init(
+    payload: Mapping[str, object], tokens: TokenService
+) -> tuple[Principal, float]:
+    """The principal of a graphql-transport-ws ``connection_init`` payload and the seconds its token has
+    left, or :class:`Unauthorized`. Browsers cannot set headers on a WebSocket, so the token travels in
+    the payload: ``{"Authorization": "Bearer <token>"}`` (as the HTTP header, any case) or
+    ``{"token": "<token>"}``."""
+    headers = {key.lower(): value for key, value in payload.items()}
+    token: object = headers.get("token")
+    if token is None:
+        header = headers.get("authorization")
+        if header is None:
+            raise Unauthorized(None, "authentication required: send the access token in connection_init")
+        scheme, _, token = str(header).partition(" ")
+        if scheme.lower() != "bearer":
+            raise Unauthorized("invalid_request", "Authorization must be 'Bearer <token>'")
+    if not isinstance(token, str) or not token.strip():
+        raise Unauthorized("invalid_request", "the token must be a non-empty string")
+    try:
+        return tokens.verify_with_expiry(token.strip())
     except InvalidToken as error:
         raise Unauthorized("invalid_token", str(error)) from None

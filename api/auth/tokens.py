@@ -81,6 +81,10 @@ class TokenService:
         return jwt.encode({"alg": ALGORITHM, "kid": self.kid, "typ": "at+jwt"}, claims, self._key)
 
     def verify(self, token: str) -> Principal:
+        return self.verify_with_expiry(token)[0]
+
+    def verify_with_expiry(self, token: str) -> tuple[Principal, float]:
+        """The token's principal and the seconds until it expires (a WebSocket ends then)."""
         try:
             decoded = jwt.decode(token, self._key, algorithms=[ALGORITHM])
             self._claims.validate(decoded.claims)
@@ -91,7 +95,7 @@ class TokenService:
         claims = decoded.claims
         try:
             kind, _, subject = str(claims["sub"]).partition(":")
-            return Principal(
+            principal = Principal(
                 tenant_id=uuid.UUID(str(claims["tid"])),
                 subject_kind=kind,
                 subject_id=uuid.UUID(subject),
@@ -99,6 +103,7 @@ class TokenService:
                 roles=frozenset(claims.get("roles") or ()),
                 scopes=frozenset(str(claims.get("scope") or "").split()),
             )
+            return principal, float(claims["exp"]) - self._clock()
         except (KeyError, ValueError, TypeError):
             raise InvalidToken("the token's claims are malformed") from None
 

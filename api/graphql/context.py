@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
@@ -25,6 +25,9 @@ from domain.workflow import repository as workflow
 from domain.workflow.models import ExceptionResolution
 from domain.workflow.rules import PlaybookView
 from domain.workflow.service import playbooks_in_force
+
+if TYPE_CHECKING:
+    from api.live import LiveConnection
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -100,8 +103,12 @@ class Loaders:
 
 @dataclass
 class Context:
+    """One operation's context. A subscription swaps ``loaders`` and ``now`` for each event it delivers (its
+    events are resolved one after another), so an event never reads another's cached rows."""
+
     principal: Principal
     state: AppState
     loaders: Loaders
     request_id: str
     now: dt.datetime
+    live: LiveConnection | None = None  # the WebSocket connection an operation arrived on

@@ -33,6 +33,7 @@ from api.graphql.shipments.types import (
     account_node,
     shipment_node,
 )
+from api.graphql.subscriptions import LiveOperations, Subscription
 from api.graphql.tracking.types import (
     CodeMapping,
     CodeMappingInput,
@@ -458,6 +459,7 @@ def _is_internal(error: GraphQLError) -> bool:
 schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     types=[
         jobs.DeadLetter,
         Shipment,
@@ -469,5 +471,6 @@ schema = strawberry.Schema(
         Rule,
         DisruptionNotice,
     ],
-    extensions=[MaskInternalErrors],
+    # LiveOperations first: the others must see each WebSocket operation's own context
+    extensions=[LiveOperations, MaskInternalErrors],
 )

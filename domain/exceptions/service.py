@@ -44,7 +44,7 @@ from domain.exceptions.taxonomy import (
 )
 from domain.outbox.service import publish_all
 from domain.shipments.models import Shipment
-from domain.tracking.service import TIMELINE_CHANGED
+from domain.tracking.service import REEVALUATE_REASON, TIMELINE_CHANGED
 from domain.workflow import rules as lifecycle
 from domain.workflow import topics
 from domain.workflow.rules import Transition
@@ -581,7 +581,7 @@ async def request_evaluation(
 ) -> None:
     """Ask for these shipments to be evaluated after this transaction commits (an outbox row per shipment,
     the same topic capture writes after a timeline change)."""
-    changes = [(TIMELINE_CHANGED, {"shipment_id": str(i), "reason": "re-evaluate"}) for i in shipment_ids]
+    changes = [(TIMELINE_CHANGED, {"shipment_id": str(i), "reason": REEVALUATE_REASON}) for i in shipment_ids]
     await publish_all(session, scope, changes)
 
 

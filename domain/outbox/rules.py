@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 CHANGES_CHANNEL = "milepost_changes"
 # PostgreSQL refuses a NOTIFY payload of 8000 bytes or more
@@ -43,3 +44,37 @@ def change_notifications(
 
 def _encode(tenant_id: uuid.UUID, topics: dict[str, list[int]]) -> str:
     return json.dumps({"tenant_id": str(tenant_id), "topics": topics}, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeNotification:
+    """One ``NOTIFY`` payload read back: a tenant and its dispatched outbox ids per topic."""
+
+    tenant_id: uuid.UUID
+    topics: dict[str, list[int]]
+
+
+class MalformedNotification(ValueError):
+    """A payload on the channel that :func:`change_notifications` did not write; the message says why."""
+
+
+def parse_notification(payload: str) -> ChangeNotification:
+    """The inverse of :func:`change_notifications` (any process may ``NOTIFY`` on the channel, so every
+    part is checked)."""
+    try:
+        decoded = json.loads(payload)
+    except ValueError:
+        raise MalformedNotification("not JSON") from None
+    if not isinstance(decoded, dict):
+        raise MalformedNotification("not a JSON object")
+    try:
+        tenant_id = uuid.UUID(str(decoded["tenant_id"]))
+    except (KeyError, ValueError):
+        raise MalformedNotification("tenant_id: missing or not a UUID") from None
+    topics = decoded.get("topics")
+    if not isinstance(topics, dict):
+        raise MalformedNotification("topics: missing or not an object")
+    for topic, ids in topics.items():
+        if not isinstance(ids, list) or not all(type(i) is int for i in ids):
+            raise MalformedNotification(f"topics.{topic}: not a list of outbox ids")
+    return ChangeNotification(tenant_id=tenant_id, topics=topics)

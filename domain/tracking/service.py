@@ -46,6 +46,9 @@ _MAX_OFFSET_MINUTES = 14 * 60
 
 # the outbox topic of a changed timeline (payload: shipment id, status); detection listens to it
 TIMELINE_CHANGED = "shipment.timeline_changed"
+# the same topic also asks detection to look again without a change (payload: shipment id and this reason);
+# live subscriptions do not announce such rows
+REEVALUATE_REASON = "re-evaluate"
 
 ACCEPTED, PARKED, DUPLICATE, UPDATED, REJECTED = "accepted", "parked", "duplicate", "updated", "rejected"
 
