@@ -8,7 +8,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 
-from api.graphql import jobs
+from api.graphql import jobs, notify
 from api.graphql.context import Context
 from api.graphql.exceptions import resolvers as detection
 from api.graphql.exceptions.types import DisruptionNotice, ExceptionGroup, Rule, ShipmentException
@@ -251,6 +251,26 @@ class Query:
         description="Respond-by and resolve-by targets: the tenant's, then the defaults for keys it has "
         "not set.",
     )
+    notifications = strawberry.field(
+        resolver=notify.notifications, description="The viewer's in-app notifications, newest first."
+    )
+    notification_preferences = strawberry.field(
+        resolver=notify.notification_preferences,
+        description="What the viewer hears and how (and, for shipper users, their account's default).",
+    )
+    webhook_endpoints = strawberry.field(
+        resolver=notify.webhook_endpoints,
+        description="Webhook endpoints: all of the tenant's for admins, the account's own for shipper users.",
+    )
+    webhook_deliveries = strawberry.field(
+        resolver=notify.webhook_deliveries,
+        description="An endpoint's deliveries with their attempts, newest first.",
+    )
+    email_templates = strawberry.field(
+        resolver=notify.email_templates,
+        description="Every e-mail template: the tenant's override or the built-in one, with its fields "
+        "(admin).",
+    )
     resolution_metrics = strawberry.field(
         resolver=workflow.resolution_metrics,
         description="Precision per rule version and median times to resolve, over resolutions in "
@@ -390,6 +410,48 @@ class Mutation:
     reopen_exception = strawberry.mutation(
         resolver=workflow.reopen_exception,
         description="Reopen a resolved exception: → reopened, triaged again (new due times, escalation).",
+    )
+    mark_notifications_read = strawberry.mutation(
+        resolver=notify.mark_notifications_read,
+        description="Mark the viewer's notifications read (ids null: all).",
+    )
+    update_notification_preferences = strawberry.mutation(
+        resolver=notify.update_notification_preferences,
+        description="Set what the viewer hears and how (shipper users: `forAccount` sets the account's "
+        "default).",
+    )
+    create_webhook_endpoint = strawberry.mutation(
+        resolver=notify.create_webhook_endpoint,
+        description="Add a webhook endpoint; the answer shows its signing secret once.",
+    )
+    update_webhook_endpoint = strawberry.mutation(
+        resolver=notify.update_webhook_endpoint,
+        description="Change an endpoint's URL or event types, or enable or disable it (enabling resets "
+        "failures).",
+    )
+    rotate_webhook_secret = strawberry.mutation(
+        resolver=notify.rotate_webhook_secret, description="A new signing secret, shown once."
+    )
+    delete_webhook_endpoint = strawberry.mutation(
+        resolver=notify.delete_webhook_endpoint, description="Remove an endpoint and its delivery log."
+    )
+    replay_webhook_delivery = strawberry.mutation(
+        resolver=notify.replay_webhook_delivery,
+        description="Send a delivery's event again, as a new delivery.",
+    )
+    upsert_email_template = strawberry.mutation(
+        resolver=notify.upsert_email_template,
+        description="Override an e-mail template (admin); a field that does not exist is refused.",
+    )
+    set_mail_branding = strawberry.mutation(
+        resolver=notify.set_mail_branding,
+        description="The tenant's e-mail name, sender, colour and footer (admin).",
+    )
+    follow_exception = strawberry.mutation(
+        resolver=notify.follow_exception, description="Hear about an exception's changes like its assignee."
+    )
+    unfollow_exception = strawberry.mutation(
+        resolver=notify.unfollow_exception, description="Stop following."
     )
     create_team = strawberry.mutation(resolver=workflow.create_team, description="Create a team (admin).")
     upsert_assignment_rule = strawberry.mutation(
