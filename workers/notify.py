@@ -105,7 +105,7 @@ def http_poster(client: httpx.AsyncClient) -> service.Poster:
 def mailer(settings: Settings) -> service.Mailer:
     async def deliver(message: EmailMessage) -> None:
         if settings.smtp_host is None:
-            log.info("mail (no SMTP host: logged, not sent)", to=message["To"], subject=message["Subject"])
+            log.debug("mail (no SMTP host: logged, not sent)", to=message["To"], subject=message["Subject"])
             return
         await aiosmtplib.send(
             message,

@@ -39,6 +39,7 @@ from domain.notify.models import (
 from domain.notify.rules import Preference, Template, TemplateKey
 from domain.shipments.models import Shipment, ShipmentReference
 from domain.tenancy.models import TeamMember, Tenant, User
+from domain.tenancy.repository import active_admins
 from domain.workflow import topics
 
 
@@ -562,17 +563,7 @@ async def disable_endpoint(
 ) -> None:
     """Stop sending to an endpoint and tell the tenant's admins (in the app and by e-mail)."""
     endpoint.enabled, endpoint.disabled_reason, endpoint.disabled_at = False, reason, now
-    admins = (
-        (
-            await session.execute(
-                scoped(select(User), User, TenantScope(scope.tenant_id)).where(
-                    User.is_active, User.account_id.is_(None), text("'admin' = ANY(app_user.roles)")
-                )
-            )
-        )
-        .scalars()
-        .all()
-    )
+    admins = await active_admins(session, scope)
     brand = await branding(session, scope)
     for admin in admins:
         session.add(

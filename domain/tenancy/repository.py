@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import any_, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.db import TenantScope, scoped
@@ -52,3 +52,11 @@ async def team_members(
 
 async def list_teams(session: AsyncSession, scope: TenantScope) -> list[Team]:
     return list((await session.execute(scoped(select(Team), Team, scope).order_by(Team.name))).scalars())
+
+
+async def active_admins(session: AsyncSession, scope: TenantScope) -> list[User]:
+    """The tenant's active staff admins, by id: who hears when nobody else is named."""
+    statement = scoped(select(User), User, TenantScope(scope.tenant_id)).where(
+        User.is_active, User.account_id.is_(None), literal("admin") == any_(User.roles)
+    )
+    return list((await session.execute(statement.order_by(User.id))).scalars())

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.db import TenantScope, scoped, tenant_condition
@@ -32,6 +32,7 @@ from domain.exceptions.taxonomy import ExceptionType
 from domain.outbox.service import publish_all
 from domain.shipments.models import Mode, Shipment
 from domain.tenancy.models import STAFF_ROLES, Account, SlaTier, Team, TeamMember, User
+from domain.tenancy.repository import active_admins
 from domain.workflow import repository, rules, topics
 from domain.workflow.models import (
     AssignmentRule,
@@ -835,12 +836,7 @@ async def _escalation_recipients(
             elif target == EscalationTarget.MANAGER and (team.manager_user_id or team.lead_user_id):
                 users = [team.manager_user_id or team.lead_user_id]  # type: ignore[list-item]
     if not users:
-        admins = await session.execute(
-            scoped(select(User.id), User, TenantScope(scope.tenant_id))
-            .where(User.is_active, text("'admin' = ANY(app_user.roles)"), User.account_id.is_(None))
-            .order_by(User.id)
-        )
-        users = [u for (u,) in admins]
+        users = [admin.id for admin in await active_admins(session, scope)]
     return users, team_id
 
 
