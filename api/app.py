@@ -70,6 +70,11 @@ def create_app(state: AppState) -> Starlette:
     app.state.milepost = state
     app.state.live = hub
     # outermost first: the request id must exist before anything else logs or refuses
-    app.add_middleware(BodyLimitMiddleware, max_bytes=state.settings.max_body_bytes)
+    settings = state.settings
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        path_limits={"/graphql": min(settings.max_body_bytes, settings.graphql_max_body_bytes)},
+    )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -98,16 +99,19 @@ def _incoming_request_id(scope: Scope) -> str | None:
 
 
 class BodyLimitMiddleware:
-    """Refuses bodies over ``max_bytes`` with ``413``: by Content-Length up front, else while streaming."""
+    """Refuses bodies over ``max_bytes`` with ``413``: by Content-Length up front, else while streaming.
+    ``path_limits`` sets another limit for an exact path (e.g. ``/graphql``, whose bodies are small)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope["path"], self.max_bytes)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -115,8 +119,8 @@ class BodyLimitMiddleware:
                 except ValueError:
                     await _json_error(send, 400, "invalid_request", "Content-Length is not a number")
                     return
-                if declared > self.max_bytes:
-                    await self._too_large(send, declared)
+                if declared > limit:
+                    await self._too_large(send, declared, limit)
                     return
         received = 0
         response_started = False
@@ -126,7 +130,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     raise _BodyTooLarge
             return message
 
@@ -140,14 +144,14 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not response_started:
-                await self._too_large(send, received)
+                await self._too_large(send, received, limit)
 
-    async def _too_large(self, send: Send, size: int) -> None:
+    async def _too_large(self, send: Send, size: int, limit: int) -> None:
         await _json_error(
             send,
             413,
             "payload_too_large",
-            f"request body of {size} bytes or more exceeds the limit of {self.max_bytes} bytes",
+            f"request body of {size} bytes or more exceeds the limit of {limit} bytes",
         )
 
 

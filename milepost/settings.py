@@ -52,6 +52,17 @@ class Settings(BaseSettings):
     graphql_max_page_size: int = Field(default=100, ge=1, le=1000)
     ws_init_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     subscription_queue_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    # GraphQL hardening (docs/api.md, "Limits and hardening")
+    graphql_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    graphql_max_variables_bytes: int = Field(default=64 * 1024, ge=256)
+    graphql_max_tokens: int = Field(default=1000, ge=50, le=100_000)
+    graphql_max_depth: int = Field(default=10, ge=2, le=100)
+    graphql_max_aliases: int = Field(default=30, ge=0, le=10_000)
+    graphql_max_cost: int = Field(default=10_000, ge=1)
+    graphql_rate_limit_per_minute: int = Field(default=600, ge=0)
+    graphql_rate_limit_burst: int = Field(default=100, ge=1)
+    graphql_anonymous_rate_limit_per_minute: int = Field(default=60, ge=0)
+    graphql_anonymous_rate_limit_burst: int = Field(default=20, ge=1)
 
     # e-mail: without a host, messages are written to the log and counted as sent (development, demo)
     smtp_host: str | None = None

@@ -93,3 +93,9 @@ def require_admin(principal: Principal) -> None:
     teams, assignment rules, response targets, playbooks and escalation policies (they shape everyone's
     queue)."""
     _require_staff(principal, frozenset({"admin"}), "admin")
+
+
+def may_introspect(principal: Principal) -> bool:
+    """Introspection (``__schema``, ``__type``): staff users and partner clients; shippers may not (they
+    need no map of what the staff API offers). Anonymous callers never reach GraphQL."""
+    return principal.subject_kind == "api_client" or principal.is_staff

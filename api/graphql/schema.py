@@ -6,12 +6,13 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors
 
 from api.graphql import jobs, notify
 from api.graphql.context import Context
+from api.graphql.errors import MaskInternalErrors
 from api.graphql.exceptions import resolvers as detection
 from api.graphql.exceptions.types import DisruptionNotice, ExceptionGroup, Rule, ShipmentException
+from api.graphql.limits import HardenedSchema, Hardening
 from api.graphql.permissions import require_ingest_admin, require_shipment_read
 from api.graphql.relay import (
     DEFAULT_PAGE_SIZE,
@@ -492,33 +493,7 @@ def _filter(given: ShipmentFilter | None) -> repository.ShipmentFilter:
     )
 
 
-class MaskInternalErrors(MaskErrors):
-    """Hide unexpected exceptions behind a message with the request id (the log has the details);
-    errors we raise on purpose (GraphQLError subclasses) and validation errors pass through."""
-
-    def __init__(self) -> None:
-        super().__init__(should_mask_error=_is_internal)
-
-    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        import structlog
-
-        context = self.execution_context.context
-        request_id = getattr(context, "request_id", "unknown")
-        structlog.get_logger("milepost.graphql").error(
-            "resolver failed", path=error.path, exc_info=error.original_error
-        )
-        masked = super().anonymise_error(error)
-        masked.message = f"Internal server error (request id {request_id})"
-        masked.extensions = {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id}
-        return masked
-
-
-def _is_internal(error: GraphQLError) -> bool:
-    original = error.original_error
-    return original is not None and not isinstance(original, GraphQLError)
-
-
-schema = strawberry.Schema(
+schema = HardenedSchema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
@@ -534,5 +509,5 @@ schema = strawberry.Schema(
         DisruptionNotice,
     ],
     # LiveOperations first: the others must see each WebSocket operation's own context
-    extensions=[LiveOperations, MaskInternalErrors],
+    extensions=[LiveOperations, MaskInternalErrors, Hardening],
 )
