@@ -28,21 +28,35 @@ from typing import Any, ClassVar
 
 import strawberry
 from graphql import (
+    BooleanValueNode,
+    ConstListValueNode,
+    ConstObjectFieldNode,
+    ConstObjectValueNode,
+    ConstValueNode,
     DirectiveNode,
     DocumentNode,
     FieldNode,
+    FloatValueNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLArgument,
+    GraphQLDefaultInput,
     GraphQLError,
+    GraphQLInputField,
+    GraphQLInputObjectType,
+    GraphQLInterfaceType,
     GraphQLNamedType,
+    GraphQLObjectType,
+    GraphQLScalarType,
     GraphQLSchema,
     GraphQLSyntaxError,
     InlineFragmentNode,
     IntValueNode,
+    NameNode,
     NullValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    StringValueNode,
     ValidationRule,
     VariableNode,
     get_named_type,
@@ -308,8 +322,7 @@ def operation_cost(
         elif isinstance(value, NullValueNode):
             value = None
         if value is None:  # omitted or null: the connection's default page
-            default = argument.default_value
-            size = default if isinstance(default, int) else limits.default_page_size
+            size = _int_default(argument) or limits.default_page_size
         elif isinstance(value, int) and not isinstance(value, bool):
             size = value
         else:  # fails coercion before anything runs; count the worst case meanwhile
@@ -347,6 +360,16 @@ def operation_cost(
         return total
 
     return cost(operation.selection_set, schema.get_root_type(operation.operation))
+
+
+def _int_default(argument: GraphQLArgument) -> int | None:
+    # strawberry sets `default_value`; a schema built from SDL by graphql-core 3.3 sets `default`
+    default: Any = argument.default_value
+    if argument.default is not None:
+        default = argument.default.value
+        if isinstance(argument.default.literal, IntValueNode):
+            default = int(argument.default.literal.value)
+    return default if isinstance(default, int) and not isinstance(default, bool) else None
 
 
 def _selected_operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
@@ -420,7 +443,18 @@ class Hardening(SchemaExtension):
 
 
 class HardenedSchema(strawberry.Schema):
-    """A strawberry schema that never suggests names and leaves error logging to us."""
+    """A strawberry schema that never suggests names, leaves error logging to us, and can introspect
+    defaults of JSON arguments."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # graphql-core cannot turn an object or list default of a custom scalar (`parameters: JSON! = {}`)
+        # into a literal, so introspecting its `defaultValue` failed; give it the literal itself
+        for value in _input_values(self._schema):
+            default = value.default_value
+            scalar = isinstance(get_named_type(value.type), GraphQLScalarType)
+            if value.default is None and scalar and isinstance(default, (dict, list)):
+                value.default = GraphQLDefaultInput(literal=_json_literal(default))
 
     def _get_custom_context_kwargs(
         self, operation_extensions: dict[str, Any] | None = None, *, sync: bool = False
@@ -437,3 +471,33 @@ class HardenedSchema(strawberry.Schema):
         # Unexpected ones are logged once, with the request id, by MaskInternalErrors (resolvers) and the
         # endpoint (anything else); a client's mistakes are not server errors.
         return None
+
+
+def _input_values(schema: GraphQLSchema) -> Iterator[GraphQLArgument | GraphQLInputField]:
+    for named in schema.type_map.values():
+        if isinstance(named, GraphQLInputObjectType):
+            yield from named.fields.values()
+        elif isinstance(named, (GraphQLObjectType, GraphQLInterfaceType)):
+            for field in named.fields.values():
+                yield from field.args.values()
+
+
+def _json_literal(value: Any) -> ConstValueNode:
+    if isinstance(value, dict):
+        return ConstObjectValueNode(
+            fields=tuple(
+                ConstObjectFieldNode(name=NameNode(value=key), value=_json_literal(item))
+                for key, item in value.items()
+            )
+        )
+    if isinstance(value, list):
+        return ConstListValueNode(values=tuple(_json_literal(item) for item in value))
+    if isinstance(value, bool):
+        return BooleanValueNode(value=value)
+    if isinstance(value, int):
+        return IntValueNode(value=str(value))
+    if isinstance(value, float):
+        return FloatValueNode(value=repr(value))
+    if isinstance(value, str):
+        return StringValueNode(value=value)
+    return NullValueNode()

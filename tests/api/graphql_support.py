@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
+from api.app import create_app
 from api.auth.tokens import TokenService
+from api.state import AppState
 from domain.tenancy.principal import Principal
 from tests.shipment_factories import TenantWorld
 
@@ -53,3 +58,18 @@ async def gql(
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+@contextlib.asynccontextmanager
+async def client_with(
+    app_state: AppState, client_address: str = "127.0.0.1", **settings: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app whose settings differ from the suite's by ``settings``."""
+    state = dataclasses.replace(app_state, settings=app_state.settings.model_copy(update=settings))
+    transport = httpx.ASGITransport(app=create_app(state), client=(client_address, 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+def bearer(tokens: TokenService, principal: Principal) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens.issue(principal)}"}
