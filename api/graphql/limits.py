@@ -422,12 +422,15 @@ class Hardening(SchemaExtension):
         )
         if errors:
             return errors
-        operation = _selected_operation(context.graphql_document, context.operation_name)
+        document = context.graphql_document
+        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+        # strawberry would pick the first operation; the spec's GetOperation asks the client to choose
+        if len(operations) > 1 and getattr(context, "_provided_operation_name", None) is None:
+            return [GraphQLError("Must provide operation name if query contains multiple operations.")]
+        operation = _selected_operation(document, context.operation_name)
         if operation is None:  # strawberry has already refused a missing operation
             return []
-        total = operation_cost(
-            schema, context.graphql_document, operation, context.variables or {}, self.limits
-        )
+        total = operation_cost(schema, document, operation, context.variables or {}, self.limits)
         if total <= self.limits.max_cost:
             return []
         return [
