@@ -14,9 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# Buckets of callers that went quiet are dropped once there are this many, so a flood of distinct
-# addresses cannot grow memory without bound. A dropped bucket was full or nearly so: forgetting it costs
-# that caller nothing.
+# Beyond this many callers the least recently seen are forgotten, so a flood of distinct addresses cannot
+# grow memory without bound; a forgotten caller starts again with a full bucket.
 MAX_BUCKETS = 10_000
 
 
