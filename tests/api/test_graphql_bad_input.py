@@ -152,3 +152,121 @@ async def test_an_id_of_another_type_finds_nothing(
         client, tokens, staff(world), "query($id: ID!) { node(id: $id) { id } }", {"id": missing}
     )
     assert body == {"data": {"node": None}}
+
+
+WIDE_AND_ALIASED = (
+    "{ "
+    + " ".join(
+        f"s{i}: shipments(first: 100) {{ edges {{ cursor node {{ id mode status }} }} }}" for i in range(30)
+    )
+    + " }"
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        # deep: far past the parser's patience, then just past our depth limit
+        (
+            {"query": "{" + "a{" * 5000 + "b" + "}" * 5001},
+            200,
+            "Syntax Error: Document is nested too deeply. Parsing aborted.",
+        ),
+        (
+            {
+                "query": "{ viewer { account { shipments { edges { node { account { shipments { edges { node { account { id } } } } } } } } } } }"
+            },
+            200,
+            "Query depth 11 exceeds the limit of 10.",
+        ),
+        # wide: many unknown fields (validation stops at 100 errors), many costly aliases
+        (
+            {"query": "{ " + " ".join(f"f{i}" for i in range(400)) + " }"},
+            200,
+            "Cannot query field 'f0' on type 'Query'.",
+        ),
+        (
+            {"query": WIDE_AND_ALIASED},
+            200,
+            "Query cost 18030 exceeds the limit of 10000 (each field costs 1; a connection's `first` multiplies "
+            "the cost of what it selects).",
+        ),
+        # wrong variable types
+        (
+            {"query": "query($id: ID!) { shipment(id: $id) { id } }", "variables": {"id": {"nested": True}}},
+            200,
+            "Variable '$id' has invalid value: ID cannot represent value: {'nested': True}",
+        ),
+        (
+            {"query": "query($id: ID!) { shipment(id: $id) { id } }", "variables": {}},
+            200,
+            "Variable '$id' has invalid value: Expected a value of non-null type 'ID!' to be provided.",
+        ),
+        (
+            {"query": "query($id: ID!) { shipment(id: $id) { id } }", "variables": {"id": None}},
+            200,
+            "Variable '$id' has invalid value: Expected value of non-null type 'ID!' not to be None.",
+        ),
+        (
+            {
+                "query": "query($n: Int!) { shipments(first: $n) { edges { cursor } } }",
+                "variables": {"n": 2**40},
+            },
+            200,
+            "Variable '$n' has invalid value: Int cannot represent non 32-bit signed integer value: 1099511627776",
+        ),
+        (
+            {"query": "{ shipments(first: 99999999999) { edges { cursor } } }"},
+            200,
+            "Int cannot represent non 32-bit signed integer value: 99999999999",
+        ),
+        (
+            {
+                "query": "query($r: String!) { shipmentByReference(reference: $r) { id } }",
+                "variables": {"r": ["a"]},
+            },
+            200,
+            "Variable '$r' has invalid value: String cannot represent a non string value: ['a']",
+        ),
+    ],
+)
+async def test_hostile_queries_get_a_clear_error_never_a_500(
+    client: httpx.AsyncClient,
+    tokens: TokenService,
+    world: TenantWorld,
+    body: dict[str, object],
+    status: int,
+    message: str,
+) -> None:
+    response = await client.post("/graphql", json=body, headers=auth(tokens, world))
+    assert response.status_code == status
+    assert "data" not in response.json()
+    assert response.json()["errors"][0]["message"] == message
+
+
+async def test_a_body_that_is_not_utf8_is_a_400(
+    client: httpx.AsyncClient, tokens: TokenService, world: TenantWorld
+) -> None:
+    response = await client.post(
+        "/graphql",
+        content=b'{"query": "{ \xff }"}',
+        headers={**auth(tokens, world), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["message"] == "the request body is not valid JSON"
+
+
+async def test_huge_variables_are_refused_before_parsing(
+    client: httpx.AsyncClient, tokens: TokenService, world: TenantWorld
+) -> None:
+    # the suite's body limit is 64 KiB (MILEPOST_MAX_BODY_BYTES): far smaller than the variables limit
+    variables = {"r": "x" * 70_000}
+    response = await client.post(
+        "/graphql",
+        json={
+            "query": "query($r: String!) { shipmentByReference(reference: $r) { id } }",
+            "variables": variables,
+        },
+        headers=auth(tokens, world),
+    )
+    assert response.status_code == 413
