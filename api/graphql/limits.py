@@ -421,7 +421,7 @@ class Hardening(SchemaExtension):
             schema, context.query, self.limits, allowed, tuple(context.validation_rules)
         )
         if errors:
-            return errors
+            return list(errors)  # the cached list is shared
         document = context.graphql_document
         operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
         # strawberry would pick the first operation; the spec's GetOperation asks the client to choose

@@ -86,6 +86,18 @@ async def test_a_request_error_is_400_for_graphql_response_json_and_200_for_json
         assert strict.json()["errors"][0]["message"] == message
 
 
+async def test_operation_name_picks_one_of_several_operations(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    body = {"query": "query A { a: __typename } query B { b: __typename }", "operationName": "B"}
+    response = await client.post("/graphql", json=body, headers={**auth, "Accept": GRAPHQL_RESPONSE})
+    assert (response.status_code, response.json()) == (200, {"data": {"b": "Query"}})
+    body["operationName"] = "C"
+    response = await client.post("/graphql", json=body, headers={**auth, "Accept": GRAPHQL_RESPONSE})
+    assert response.status_code == 400
+    assert response.json() == {"errors": [{"message": 'Unknown operation named "C".'}]}
+
+
 async def test_a_field_error_keeps_200_and_the_data_entry(
     client: httpx.AsyncClient, tokens: TokenService, world: TenantWorld
 ) -> None:
