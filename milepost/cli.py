@@ -85,9 +85,10 @@ def schema() -> None:
 
 
 def _register() -> None:
-    from milepost.commands import admin, capture, demo, detect, jobs
+    from milepost.commands import admin, capture, demo, detect, jobs, keys
 
-    for command in [*admin.COMMANDS, *demo.COMMANDS, *capture.COMMANDS, *detect.COMMANDS, *jobs.COMMANDS]:
+    groups = (admin, demo, capture, detect, jobs, keys)
+    for command in [c for group in groups for c in group.COMMANDS]:
         main.add_command(command)
 
 
