@@ -85,10 +85,9 @@ def schema() -> None:
 
 
 def _register() -> None:
-    from milepost.commands import admin, capture, demo, detect, jobs, keys
+    from milepost.commands import admin, capture, demo, detect, jobs
 
-    groups = (admin, demo, capture, detect, jobs, keys)
-    for command in [c for group in groups for c in group.COMMANDS]:
+    for command in [*admin.COMMANDS, *demo.COMMANDS, *capture.COMMANDS, *detect.COMMANDS, *jobs.COMMANDS]:
         main.add_command(command)
 
 

@@ -13,7 +13,7 @@ import structlog
 import uvicorn
 
 from api.app import create_app
-from api.auth.tokens import TokenService
+from api.auth.tokens import TokenService, load_or_create_key
 from api.state import AppState
 from milepost.database import (
     Database,
@@ -66,8 +66,8 @@ async def run_outbox(state: AppState, stopping: asyncio.Event) -> None:
 def build_state(runtime: Runtime) -> AppState:
     settings = runtime.settings
     engine = create_engine(runtime.database.app_url, settings)
-    tokens = TokenService.from_key_file(
-        settings.signing_key_path,
+    tokens = TokenService(
+        load_or_create_key(settings.signing_key_path),
         issuer=settings.public_url,
         audience=settings.jwt_audience,
         ttl_seconds=settings.access_token_ttl_seconds,

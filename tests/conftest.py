@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from api.app import create_app
-from api.auth.tokens import TokenService
+from api.auth.tokens import TokenService, load_or_create_key
 from api.state import AppState
 from milepost.database import Database, embedded_server, head_revision, libpq_url, migrate, sqlalchemy_url
 from milepost.settings import Settings
@@ -124,8 +124,8 @@ async def session(app_engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
 
 @pytest.fixture(scope="session")
 def tokens(settings: Settings) -> TokenService:
-    return TokenService.from_key_file(
-        settings.signing_key_path,
+    return TokenService(
+        load_or_create_key(settings.signing_key_path),
         issuer=settings.public_url,
         audience=settings.jwt_audience,
         ttl_seconds=settings.access_token_ttl_seconds,
