@@ -93,3 +93,24 @@ def require_admin(principal: Principal) -> None:
     teams, assignment rules, response targets, playbooks and escalation policies (they shape everyone's
     queue)."""
     _require_staff(principal, frozenset({"admin"}), "admin")
+
+
+def require_user(principal: Principal) -> None:
+    """In-app notifications, preferences and following belong to people (staff and shipper users);
+    partner clients have webhooks."""
+    if principal.subject_kind != "user":
+        raise Forbidden("notifications belong to users; partner clients use webhooks")
+
+
+def require_endpoint_manager(principal: Principal) -> None:
+    """Webhook endpoints and their delivery log: tenant admins (the tenant's and any account's endpoints)
+    and shipper users (their own account's, by scope)."""
+    if principal.subject_kind == "user" and (principal.is_shipper or "admin" in principal.roles):
+        return
+    raise Forbidden("webhook endpoints are managed by tenant admins and by shipper users for their account")
+
+
+def require_follow(principal: Principal) -> None:
+    """Following an exception: users who may read it (shippers: their own account's, by scope)."""
+    require_user(principal)
+    require_exception_read(principal)
