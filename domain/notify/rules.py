@@ -312,14 +312,29 @@ def _finalize(value: Any) -> Any:
     return "" if value is None else value  # an absent value (a shipment without origin) prints nothing
 
 
+class _Sandbox(SandboxedEnvironment):
+    """The jinja2 sandbox, and no arithmetic that builds huge values (``"x" * 10**9``)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and right > 64:
+            raise SecurityError("exponents above 64 are not allowed")
+        if operator == "*" and any(isinstance(v, str | list | tuple) for v in (left, right)):
+            count = right if isinstance(right, int) else left
+            if isinstance(count, int) and count > 1000:
+                raise SecurityError("repeating a value more than 1000 times is not allowed")
+        return super().call_binop(context, operator, left, right)
+
+
 # when sending, a missing value prints nothing rather than failing (templates were checked when written)
-_ENV = SandboxedEnvironment(
+_ENV = _Sandbox(
     autoescape=False, keep_trailing_newline=True, undefined=ChainableUndefined, finalize=_finalize
 )
-_HTML_ENV = SandboxedEnvironment(autoescape=True, undefined=ChainableUndefined, finalize=_finalize)
+_HTML_ENV = _Sandbox(autoescape=True, undefined=ChainableUndefined, finalize=_finalize)
 # the write-time trial render: any name or attribute the sample context lacks is an error
-_STRICT_ENV = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined, finalize=_finalize)
-_STRICT_HTML_ENV = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined, finalize=_finalize)
+_STRICT_ENV = _Sandbox(autoescape=False, undefined=StrictUndefined, finalize=_finalize)
+_STRICT_HTML_ENV = _Sandbox(autoescape=True, undefined=StrictUndefined, finalize=_finalize)
 
 # mail without an html part of its own is sent with this one too: the text in the tenant's colours
 LAYOUT = """<!doctype html>
