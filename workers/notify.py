@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import ipaddress
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from email.message import EmailMessage
@@ -37,7 +38,10 @@ log = structlog.get_logger("milepost.notify")
 SEND_EVERY_SECONDS = 15
 DIGEST_EVERY_SECONDS = 3600
 PAYLOADS_PER_MESSAGE = 100
-SEND_ROUNDS = 3  # each at most the send budget (60 s) and one timeout: well inside the time limit
+# rounds per run while they come back full; none starts after the window, so a run (a round is at most
+# two send budgets and two timeouts) ends well inside the actor's 300 s time limit
+SEND_ROUNDS = 3
+SEND_WINDOW_SECONDS = 60
 
 
 def _fan_out_route(topic: str) -> Any:
@@ -73,11 +77,13 @@ async def send(tenant_id: str) -> None:
     """Send this tenant's due webhook deliveries and e-mails: a few rounds while rounds come back full (the
     periodic probe sends this again for the rest)."""
     context = worker_context()
+    started = time.monotonic()
     for _ in range(SEND_ROUNDS):
         hooks, mails = await send_due(
             context.sessions(), context.settings, TenantScope(uuid.UUID(tenant_id)), clock=utcnow
         )
-        if max(hooks.attempted + hooks.deferred, mails.attempted + mails.deferred) < service.CLAIM_LIMIT:
+        full = max(hooks.attempted + hooks.deferred, mails.attempted + mails.deferred) >= service.CLAIM_LIMIT
+        if not full or time.monotonic() - started > SEND_WINDOW_SECONDS:
             return
 
 

@@ -427,7 +427,7 @@ async def test_lists_cost_the_same_statements_for_few_or_many(
     world = await committed_tenant(sessions, accounts=1, shipments_per_account=1)
     admin = await staff_user(sessions, world, "admin")
 
-    async def notify_admin(n: int) -> None:
+    async def notify_admin(n: int, since: dt.datetime) -> None:
         async with scoped_transaction(sessions, world.scope) as session:
             for i in range(n):
                 session.add(
@@ -440,6 +440,7 @@ async def test_lists_cost_the_same_statements_for_few_or_many(
                         title=f"New exception {i}",
                         body="DEPARTED is late.",
                         in_app=True,
+                        created_at=since + i * M,
                     )
                 )
 
@@ -451,7 +452,7 @@ async def test_lists_cost_the_same_statements_for_few_or_many(
 
     notifications = "query($n: Int) { notifications(first: $n) { unreadCount edges { node { id title } } } }"
     endpoint_list = "{ webhookEndpoints { id url eventTypes accountId enabled retryAt } }"
-    await notify_admin(3)
+    await notify_admin(3, T0)
     await endpoints(2)
     with count_statements(app_engine) as few:
         assert (
@@ -459,7 +460,7 @@ async def test_lists_cost_the_same_statements_for_few_or_many(
             == 3
         )
         assert len((await gql(client, tokens, admin, endpoint_list))["data"]["webhookEndpoints"]) == 2
-    await notify_admin(30)
+    await notify_admin(30, T0 + dt.timedelta(days=1))
     await endpoints(20)
     with count_statements(app_engine) as many:
         page = (await gql(client, tokens, admin, notifications, {"n": 30}))["data"]["notifications"]
@@ -467,6 +468,26 @@ async def test_lists_cost_the_same_statements_for_few_or_many(
         assert len((await gql(client, tokens, admin, endpoint_list))["data"]["webhookEndpoints"]) == 22
     # notifications: scope + page + unread count; endpoints: scope + list
     assert len(many) == len(few) == 5
+
+    paged = "query($after: String, $unread: Boolean) { notifications(first: 30, after: $after, unreadOnly: $unread) { edges { node { id title readAt } } pageInfo { hasNextPage endCursor } } }"
+    first_page = (await gql(client, tokens, admin, paged))["data"]["notifications"]
+    assert first_page["pageInfo"]["hasNextPage"] is True
+    assert [e["node"]["title"] for e in first_page["edges"]][:2] == ["New exception 29", "New exception 28"]
+    rest = (await gql(client, tokens, admin, paged, {"after": first_page["pageInfo"]["endCursor"]}))["data"]
+    assert [e["node"]["title"] for e in rest["notifications"]["edges"]] == [
+        "New exception 2",
+        "New exception 1",
+        "New exception 0",
+    ]
+    assert rest["notifications"]["pageInfo"]["hasNextPage"] is False
+    newest = first_page["edges"][0]["node"]["id"]
+    read = "mutation($ids: [ID!]) { markNotificationsRead(ids: $ids) { ... on NotifyDone { count } } }"
+    assert (await gql(client, tokens, admin, read, {"ids": [newest]}))["data"]["markNotificationsRead"] == {
+        "count": 1
+    }
+    unread = (await gql(client, tokens, admin, paged, {"unread": True}))["data"]["notifications"]["edges"]
+    assert newest not in [e["node"]["id"] for e in unread]
+    assert len(unread) == 30
 
 
 PREFS = """query($user: ID) { notificationPreferences(userId: $user) {
