@@ -40,13 +40,13 @@ from api.graphql.context import Loaders
 from domain.db import TenantScope, scoped_transaction
 from domain.exceptions.models import ShipmentException
 from domain.exceptions.repository import exceptions_by_id
+from domain.exceptions.rules import customer_sees_change
 from domain.outbox.repository import OutboxRow, rows_by_id
 from domain.outbox.rules import CHANGES_CHANNEL, MalformedNotification, parse_notification
 from domain.shipments.models import Shipment
 from domain.shipments.repository import shipments_by_id
 from domain.tenancy.principal import Principal
 from domain.tracking.service import REEVALUATE_REASON, TIMELINE_CHANGED
-from domain.workflow import topics
 
 if TYPE_CHECKING:
     from api.state import AppState
@@ -120,8 +120,8 @@ def changes_of(
                 type=_str(payload.get("type")),
                 category=_str(payload.get("category")),
                 severity=_str(payload.get("severity")),
-                # an internal comment is the staff's business; every other change of their exception is theirs
-                customer_visible=row.topic != topics.COMMENTED or payload.get("customer_visible") is True,
+                # internal comments, assignments and escalations are the staff's business
+                customer_visible=customer_sees_change(row.topic, payload),
             )
         )
     return changes

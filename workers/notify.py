@@ -3,11 +3,16 @@ and the digest. The network adapters (httpx, aiosmtplib) live here; the decision
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import ipaddress
+import socket
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiosmtplib
 import httpx
@@ -20,6 +25,7 @@ from domain.db import TenantScope, scoped, scoped_transaction, system_transactio
 from domain.notify import service
 from domain.notify.models import EmailMessage as EmailRow
 from domain.notify.models import Notification, WebhookDelivery
+from domain.notify.rules import forbidden_address
 from domain.tenancy.repository import all_tenant_ids
 from domain.workflow import topics
 from milepost.settings import Settings
@@ -32,6 +38,10 @@ log = structlog.get_logger("milepost.notify")
 SEND_EVERY_SECONDS = 15
 DIGEST_EVERY_SECONDS = 3600
 PAYLOADS_PER_MESSAGE = 100
+# rounds per run while they come back full; none starts after the window, so a run (a round is at most
+# two send budgets and two timeouts) ends well inside the actor's 300 s time limit
+SEND_ROUNDS = 3
+SEND_WINDOW_SECONDS = 60
 
 
 def _fan_out_route(topic: str) -> Any:
@@ -64,45 +74,97 @@ async def fan_out(tenant_id: str, topic: str, payloads: list[dict[str, Any]]) ->
 
 @actor("notify.send", queue_name="notify", max_attempts=3, min_backoff=1_000, time_limit=300_000)
 async def send(tenant_id: str) -> None:
-    """Send this tenant's due webhook deliveries and e-mails."""
+    """Send this tenant's due webhook deliveries and e-mails: a few rounds while rounds come back full (the
+    periodic probe sends this again for the rest)."""
     context = worker_context()
-    await send_due(context.sessions(), context.settings, TenantScope(uuid.UUID(tenant_id)), now=utcnow())
+    started = time.monotonic()
+    for _ in range(SEND_ROUNDS):
+        hooks, mails = await send_due(
+            context.sessions(), context.settings, TenantScope(uuid.UUID(tenant_id)), clock=utcnow
+        )
+        full = max(hooks.attempted + hooks.deferred, mails.attempted + mails.deferred) >= service.CLAIM_LIMIT
+        if not full or time.monotonic() - started > SEND_WINDOW_SECONDS:
+            return
 
 
 async def send_due(
-    sessions: async_sessionmaker[AsyncSession], settings: Settings, scope: TenantScope, *, now: dt.datetime
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    scope: TenantScope,
+    *,
+    clock: Callable[[], dt.datetime],
+    resolve: Resolver | None = None,
 ) -> tuple[service.SendReport, service.SendReport]:
-    client = httpx.AsyncClient(timeout=settings.webhook_timeout_seconds, follow_redirects=False)
-    async with client, scoped_transaction(sessions, scope) as session:
-        hooks = await service.deliver_due_webhooks(
-            session, scope, http_poster(client), now=now, disable_after=settings.webhook_disable_after
+    """One round: claim what is due (a transaction), send it (none open), record what happened (another).
+    A crash between the two leaves the rows claimed until their lease ends; then they go again."""
+    development = settings.environment == "development"
+    async with scoped_transaction(sessions, scope) as session:
+        requests = await service.claim_due_webhooks(session, scope, now=clock())
+    async with httpx.AsyncClient(timeout=settings.webhook_timeout_seconds, follow_redirects=False) as client:
+        poster = http_poster(client, allow_private=development, resolve=resolve)
+        outcomes = await service.post_webhooks(requests, poster, clock=clock)
+    async with scoped_transaction(sessions, scope) as session:
+        hooks = await service.record_webhook_outcomes(
+            session, scope, requests, outcomes, now=clock(), disable_after=settings.webhook_disable_after
         )
     async with scoped_transaction(sessions, scope) as session:
-        mails = await service.send_due_emails(
-            session, scope, mailer(settings), sender=settings.smtp_from, now=now
-        )
-    return hooks, mails
+        mails = await service.claim_due_emails(session, scope, sender=settings.smtp_from, now=clock())
+    sent = await service.send_emails(mails, mailer(settings))
+    async with scoped_transaction(sessions, scope) as session:
+        mail_report = await service.record_email_outcomes(session, scope, mails, sent, now=clock())
+    return hooks, mail_report
 
 
-def http_poster(client: httpx.AsyncClient) -> service.Poster:
-    async def post(
-        url: str, body: bytes, headers: Mapping[str, str]
-    ) -> tuple[int | None, Mapping[str, str], str, str | None]:
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def _resolve(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def http_poster(
+    client: httpx.AsyncClient, *, allow_private: bool = False, resolve: Resolver | None = None
+) -> service.Poster:
+    """POST with httpx. Outside development a host that resolves to a private, loopback or link-local
+    address is refused before connecting (the URL was checked when written; this catches names that point
+    inside). A name that changes its answer between this look-up and the connection is not caught."""
+    look_up = resolve or _resolve
+
+    async def post(url: str, body: bytes, headers: Mapping[str, str]) -> service.HttpAnswer:
+        if not allow_private:
+            refused = await _private_target(url, look_up)
+            if refused:
+                return service.HttpAnswer(None, error=refused)
         try:
             response = await client.post(url, content=body, headers=dict(headers))
         except httpx.HTTPError as error:
-            return None, {}, "", f"{type(error).__name__}: {error}"[:500]
-        return (
+            return service.HttpAnswer(None, error=f"{type(error).__name__}: {error}"[:500])
+        return service.HttpAnswer(
             response.status_code,
             {k.lower(): v for k, v in response.headers.items()},
             response.text[:500],
-            None,
         )
 
     return post
 
 
+async def _private_target(url: str, resolve: Resolver) -> str | None:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        addresses = await resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
+    except OSError as error:
+        return f"cannot resolve {host}: {error}"[:500]
+    for address in addresses:
+        if forbidden_address(ipaddress.ip_address(address.split("%")[0])):
+            return f"refused: {host} resolves to {address}, a private or local address"
+    return None
+
+
 def mailer(settings: Settings) -> service.Mailer:
+    """Send through ``MILEPOST_SMTP_HOST``; without one, write the mail to the log (development, demo)."""
+
     async def deliver(message: EmailMessage) -> None:
         if settings.smtp_host is None:
             log.debug("mail (no SMTP host: logged, not sent)", to=message["To"], subject=message["Subject"])

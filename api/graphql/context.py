@@ -16,6 +16,8 @@ from domain.carriers.models import Carrier
 from domain.db import TenantScope, scoped_transaction
 from domain.exceptions import repository as detection
 from domain.exceptions.models import ExceptionActivity, ExceptionGroup, Rule, ShipmentException
+from domain.notify import repository as notify
+from domain.notify.models import WebhookAttempt
 from domain.shipments import repository
 from domain.shipments.models import Milestone, Shipment, ShipmentReference
 from domain.tenancy import repository as tenancy
@@ -72,6 +74,9 @@ class Loaders:
             workflow.resolutions_of, None
         )
         self.playbooks: DataLoader[None, list[PlaybookView]] = DataLoader(self._load_playbooks)
+        self.webhook_attempts: DataLoader[uuid.UUID, list[WebhookAttempt]] = self._loader(
+            notify.attempts_by_delivery, []
+        )
 
     def _loader(
         self,

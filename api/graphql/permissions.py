@@ -99,3 +99,24 @@ def may_introspect(principal: Principal) -> bool:
     """Introspection (``__schema``, ``__type``): staff users and partner clients; shippers may not (they
     need no map of what the staff API offers). Anonymous callers never reach GraphQL."""
     return principal.subject_kind == "api_client" or principal.is_staff
+
+
+def require_user(principal: Principal) -> None:
+    """In-app notifications, preferences and following belong to people (staff and shipper users);
+    partner clients have webhooks."""
+    if principal.subject_kind != "user":
+        raise Forbidden("notifications belong to users; partner clients use webhooks")
+
+
+def require_endpoint_manager(principal: Principal) -> None:
+    """Webhook endpoints and their delivery log: tenant admins (the tenant's and any account's endpoints)
+    and shipper users (their own account's, by scope)."""
+    if principal.subject_kind == "user" and (principal.is_shipper or "admin" in principal.roles):
+        return
+    raise Forbidden("webhook endpoints are managed by tenant admins and by shipper users for their account")
+
+
+def require_follow(principal: Principal) -> None:
+    """Following an exception: users who may read it (shippers: their own account's, by scope)."""
+    require_user(principal)
+    require_exception_read(principal)

@@ -7,12 +7,13 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 
-from api.graphql import jobs, notify
+from api.graphql import jobs
 from api.graphql.context import Context
 from api.graphql.errors import MaskInternalErrors
 from api.graphql.exceptions import resolvers as detection
 from api.graphql.exceptions.types import DisruptionNotice, ExceptionGroup, Rule, ShipmentException
 from api.graphql.limits import HardenedSchema, Hardening
+from api.graphql.notify import resolvers as notify
 from api.graphql.permissions import require_ingest_admin, require_shipment_read
 from api.graphql.relay import (
     DEFAULT_PAGE_SIZE,
@@ -257,7 +258,8 @@ class Query:
     )
     notification_preferences = strawberry.field(
         resolver=notify.notification_preferences,
-        description="What the viewer hears and how (and, for shipper users, their account's default).",
+        description="What the viewer hears and how (and, for shipper users, their account's default); "
+        "admins may ask for another user's (`userId`; null when there is no such user).",
     )
     webhook_endpoints = strawberry.field(
         resolver=notify.webhook_endpoints,
@@ -271,6 +273,10 @@ class Query:
         resolver=notify.email_templates,
         description="Every e-mail template: the tenant's override or the built-in one, with its fields "
         "(admin).",
+    )
+    mail_branding = strawberry.field(
+        resolver=notify.mail_branding,
+        description="The tenant's e-mail name, sender, colour and footer (admin).",
     )
     resolution_metrics = strawberry.field(
         resolver=workflow.resolution_metrics,
@@ -419,7 +425,7 @@ class Mutation:
     update_notification_preferences = strawberry.mutation(
         resolver=notify.update_notification_preferences,
         description="Set what the viewer hears and how (shipper users: `forAccount` sets the account's "
-        "default).",
+        "default; admins: `userId` sets another user's).",
     )
     create_webhook_endpoint = strawberry.mutation(
         resolver=notify.create_webhook_endpoint,
@@ -427,8 +433,8 @@ class Mutation:
     )
     update_webhook_endpoint = strawberry.mutation(
         resolver=notify.update_webhook_endpoint,
-        description="Change an endpoint's URL or event types, or enable or disable it (enabling resets "
-        "failures).",
+        description="Change an endpoint's URL, event types or description, or enable or disable it "
+        "(enabling resets failures and sends what waited).",
     )
     rotate_webhook_secret = strawberry.mutation(
         resolver=notify.rotate_webhook_secret, description="A new signing secret, shown once."
@@ -443,6 +449,11 @@ class Mutation:
     upsert_email_template = strawberry.mutation(
         resolver=notify.upsert_email_template,
         description="Override an e-mail template (admin); a field that does not exist is refused.",
+    )
+    reset_email_template = strawberry.mutation(
+        resolver=notify.reset_email_template,
+        description="Drop the tenant's override of an e-mail template: the built-in one applies again "
+        "(admin).",
     )
     set_mail_branding = strawberry.mutation(
         resolver=notify.set_mail_branding,

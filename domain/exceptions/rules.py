@@ -30,6 +30,7 @@ from domain.shipments.timeline import UNPLANNED_SEQUENCE_START
 from domain.tenancy.models import SlaTier
 from domain.tracking.canonical import Signal
 from domain.tracking.rules import MOVEMENT_CODES
+from domain.workflow import topics
 
 HOUR = dt.timedelta(hours=1)
 
@@ -855,3 +856,84 @@ def _first_per_key(findings: Iterable[RuledFinding]) -> list[RuledFinding]:
     for f in sorted(findings, key=lambda f: f.rule.name):
         seen.setdefault((f.finding.type, f.finding.key), f)
     return list(seen.values())
+
+
+# --- what the exception's shipper sees ------------------------------------------------------------------
+# One decision for every way an exception leaves the tenant: the GraphQL type for shipper users, and the
+# e-mails and webhooks notifications send to shipper users and their account. Names are the exception's
+# public field names (GraphQL's, in snake_case). Every field is either a customer field or a staff field;
+# a test checks each field of the GraphQL type is one or the other, so a new field needs a decision.
+CUSTOMER_FIELDS = frozenset(
+    {
+        "id",
+        "type",
+        "category",
+        "key",
+        "status",
+        "severity",
+        "priority_score",
+        "explanation",
+        "evidence",  # without STAFF_EVIDENCE
+        "occurrences",
+        "reopen_count",
+        "first_seen_at",
+        "last_seen_at",
+        "snoozed_until",
+        "acknowledged_at",
+        "resolved_at",
+        "resolution_reason",
+        "shadow",
+        "shipment",
+        "activities",  # entries and notes as domain.workflow.rules.shown_to_shipper decides
+        "time_in_state",
+        "resolution",  # outcome and time only (api.graphql.workflow.types.ExceptionResolution)
+    }
+)
+STAFF_FIELDS = frozenset(
+    {
+        "rule",
+        "group",
+        "assignee",
+        "assignee_team",
+        "respond_by",
+        "resolve_by",
+        "escalation_steps_fired",
+        "next_escalation_at",
+        "playbook",
+    }
+)
+# evidence keys only staff see: the rule version with its parameters (added by the engine, `RuledFinding`)
+STAFF_EVIDENCE = frozenset({"rule"})
+
+
+def customer_sees(field: str) -> bool:
+    return field in CUSTOMER_FIELDS
+
+
+def customer_evidence(evidence: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in evidence.items() if key not in STAFF_EVIDENCE}
+
+
+def customer_view(exception: Mapping[str, Any]) -> dict[str, Any]:
+    """The customer-safe projection of an exception given as ``{field: value}`` (any subset of its fields):
+    customer fields only (an allow-list: an unknown field is dropped, never passed on), and the evidence
+    without the rule internals."""
+    return {
+        field: customer_evidence(value) if field == "evidence" else value
+        for field, value in exception.items()
+        if customer_sees(field)
+    }
+
+
+# changes that touch staff fields only (who works it, how far it escalated): a shipper is not told of them
+STAFF_TOPICS = frozenset({topics.ASSIGNED, topics.ESCALATED})
+
+
+def customer_sees_change(topic: str, payload: Mapping[str, Any]) -> bool:
+    """Whether the exception's shipper may learn that this change happened (live events, notifications,
+    its account's webhooks): not staff-only changes, and comments only when meant for the customer."""
+    if topic in STAFF_TOPICS:
+        return False
+    if topic == topics.COMMENTED:
+        return payload.get("customer_visible") is True
+    return True

@@ -48,6 +48,9 @@ class Notification(TenantOwned, Base):
     title: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)
     read_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # false when the user turned in-app notifications off but takes e-mail as a digest: the row only waits
+    # for the digest and is not listed in the app
+    in_app: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
     # set when the user takes e-mail as a digest: the next digest collects it, then clears this
     digest_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
 
@@ -209,6 +212,8 @@ class WebhookEndpoint(TenantOwned, Base):
     secret: Mapped[str] = mapped_column(Text)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    # after a failure nothing is sent to it before this time (its backoff, or its Retry-After)
+    retry_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     disabled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 

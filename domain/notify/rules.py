@@ -18,17 +18,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from jinja2 import TemplateSyntaxError, nodes
+from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from domain.exceptions.models import Severity
+from domain.exceptions.rules import STAFF_TOPICS, customer_sees_change
 from domain.workflow import topics
 
 SEVERITY_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
 
 # --- what a shipper may see ----------------------------------------------------------------------------
-
-# topics a shipper hears about (comments only when meant for them)
+# Which fields and which changes a shipper may see is decided once, in domain.exceptions.rules
+# (``customer_view``, ``customer_sees_change``), for GraphQL, live events and notifications alike. Here only
+# what is worth telling a person: shipper users are e-mailed (and notified in the app) about these topics;
+# their account's webhooks may subscribe to any change the shipper may see.
 CUSTOMER_TOPICS = frozenset(
     {
         topics.OPENED,
@@ -41,29 +45,18 @@ CUSTOMER_TOPICS = frozenset(
 )
 # every topic, for staff and tenant webhooks
 EVENT_TYPES = frozenset(topics.ALL_TOPICS)
+ACCOUNT_EVENT_TYPES = EVENT_TYPES - STAFF_TOPICS
+# the keys of a change's payload an account's webhook receives (ids of staff, reasons and steps do not leave)
+CUSTOMER_CHANGE_KEYS = (*topics.BASE_KEYS, "from_status", "outcome", "template")
 
 
 def customer_may_hear(topic: str, payload: Mapping[str, Any]) -> bool:
-    if topic not in CUSTOMER_TOPICS:
-        return False
-    return topic != topics.COMMENTED or bool(payload.get("customer_visible"))
+    """Whether the exception's shipper users are told of this change (in the app and by e-mail)."""
+    return topic in CUSTOMER_TOPICS and customer_sees_change(topic, payload)
 
 
-def customer_view(exception: Mapping[str, Any]) -> dict[str, Any]:
-    """The customer-safe part of an exception (the same fields a shipper reads through GraphQL): no rule,
-    no cause group, no rule internals in the evidence, no notes, no assignment, no due times."""
-    evidence = {k: v for k, v in (exception.get("evidence") or {}).items() if k != "rule"}
-    return {
-        "id": exception["id"],
-        "type": exception["type"],
-        "category": exception["category"],
-        "severity": exception["severity"],
-        "status": exception["status"],
-        "key": exception.get("key"),
-        "explanation": exception["explanation"],
-        "first_seen_at": exception["first_seen_at"],
-        "evidence": evidence,
-    }
+def customer_change(payload: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: payload[key] for key in CUSTOMER_CHANGE_KEYS if key in payload}
 
 
 # --- preferences ---------------------------------------------------------------------------------------
@@ -139,7 +132,8 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
 
 
 def check_url(url: str, *, development: bool) -> str | None:
-    """Why a webhook URL is refused, or None: ``https`` only; ``http`` to a loopback host in development."""
+    """Why a webhook URL is refused, or None: ``https`` to a public host; in development also ``http`` to a
+    loopback host (and https to any host)."""
     if len(url) > 2000:
         return "url: at most 2000 characters"
     parts = urlsplit(url)
@@ -147,11 +141,18 @@ def check_url(url: str, *, development: bool) -> str | None:
         return f"url: {url!r} is not an absolute http(s) URL"
     if parts.username or parts.password:
         return "url: credentials in the URL are not allowed; the signature authenticates us"
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number or out of range
+    except ValueError:
+        return f"url: {url!r} has an invalid port"
+    host = parts.hostname
     if parts.scheme == "http":
         if not development:
             return "url: must be https"
-        if not _loopback(parts.hostname):
+        if not _loopback(host):
             return "url: http is allowed only to a loopback host (in development); use https"
+    if not development and _local_name(host):
+        return f"url: {host} is a local or private address; webhooks go to public hosts"
     return None
 
 
@@ -162,6 +163,27 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _local_name(host: str) -> bool:
+    """A host that names this machine or a private network: a loopback, private, link-local or reserved
+    address literal, or a name that only a local resolver answers."""
+    name = host.rstrip(".").lower()
+    if name == "localhost" or name.endswith((".localhost", ".local", ".internal")):
+        return True
+    try:
+        return forbidden_address(ipaddress.ip_address(name))
+    except ValueError:
+        return False
+
+
+def forbidden_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether a webhook may not be sent to this address outside development: anything not globally
+    routable (loopback, private, link-local such as cloud metadata services, shared, reserved), and
+    multicast. Checked on the URL when it is written and on the resolved addresses when sending."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not address.is_global or address.is_multicast
 
 
 MAX_ATTEMPTS = 8
@@ -186,14 +208,28 @@ def retry_after(header: str | None, now: dt.datetime) -> dt.timedelta | None:
     return min(max(when - now, dt.timedelta()), MAX_DELAY)
 
 
+def backoff(failures: int) -> dt.timedelta:
+    """The wait after ``failures`` failures in a row: 30 s, 1 min, 2 min, … at most 6 h."""
+    return min(BASE_DELAY * (1 << min(max(failures - 1, 0), 20)), MAX_DELAY)
+
+
 def next_attempt(
     attempts: int, now: dt.datetime, retry_after_delay: dt.timedelta | None
 ) -> dt.datetime | None:
-    """When to try again after ``attempts`` failed attempts (30 s, 1 min, 2 min, … at most 6 h), the
-    endpoint's ``Retry-After`` winning when longer; None once the attempts are used up."""
+    """When to try a delivery (or an e-mail) again after ``attempts`` failed attempts, the endpoint's
+    ``Retry-After`` winning when longer; None once the attempts are used up."""
     if attempts >= MAX_ATTEMPTS:
         return None
-    delay = min(BASE_DELAY * (1 << max(attempts - 1, 0)), MAX_DELAY)
+    delay = backoff(attempts)
+    if retry_after_delay is not None:
+        delay = max(delay, retry_after_delay)
+    return now + delay
+
+
+def endpoint_pause(failures: int, now: dt.datetime, retry_after_delay: dt.timedelta | None) -> dt.datetime:
+    """Until when an endpoint that failed ``failures`` times in a row gets nothing at all: a failing
+    endpoint is tried with one delivery at a time on the same schedule, not with everything queued for it."""
+    delay = backoff(failures)
     if retry_after_delay is not None:
         delay = max(delay, retry_after_delay)
     return now + delay
@@ -272,8 +308,42 @@ def default_template(key: TemplateKey) -> Template:
     return Template(entry["subject"], entry["text"], entry.get("html"))
 
 
-_ENV = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
-_HTML_ENV = SandboxedEnvironment(autoescape=True)
+def _finalize(value: Any) -> Any:
+    return "" if value is None else value  # an absent value (a shipment without origin) prints nothing
+
+
+class _Sandbox(SandboxedEnvironment):
+    """The jinja2 sandbox, and no arithmetic that builds huge values (``"x" * 10**9``)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and right > 64:
+            raise SecurityError("exponents above 64 are not allowed")
+        if operator == "*" and any(isinstance(v, str | list | tuple) for v in (left, right)):
+            count = right if isinstance(right, int) else left
+            if isinstance(count, int) and count > 1000:
+                raise SecurityError("repeating a value more than 1000 times is not allowed")
+        return super().call_binop(context, operator, left, right)
+
+
+# when sending, a missing value prints nothing rather than failing (templates were checked when written)
+_ENV = _Sandbox(
+    autoescape=False, keep_trailing_newline=True, undefined=ChainableUndefined, finalize=_finalize
+)
+_HTML_ENV = _Sandbox(autoescape=True, undefined=ChainableUndefined, finalize=_finalize)
+# the write-time trial render: any name or attribute the sample context lacks is an error
+_STRICT_ENV = _Sandbox(autoescape=False, undefined=StrictUndefined, finalize=_finalize)
+_STRICT_HTML_ENV = _Sandbox(autoescape=True, undefined=StrictUndefined, finalize=_finalize)
+
+# mail without an html part of its own is sent with this one too: the text in the tenant's colours
+LAYOUT = """<!doctype html>
+<html><body style="margin:0;padding:0;font-family:Arial,Helvetica,sans-serif;color:#1f2328">
+<div style="background:{{ brand.colour }};color:#ffffff;padding:14px 20px;font-size:18px;font-weight:bold">\
+{{ brand.name }}</div>
+<div style="padding:20px;white-space:pre-wrap;line-height:1.5">{{ text|urlize }}</div>
+</body></html>
+"""
 
 
 class TemplateError(ValueError):
@@ -281,12 +351,14 @@ class TemplateError(ValueError):
 
 
 def check_template(key: TemplateKey, template: Template) -> None:
-    """Parse each part and check every name and attribute it uses against the key's documented context."""
+    """Parse each part and check every name and attribute it uses against the key's documented context,
+    then render it once with a sample of that context, where anything else is an error (a field reached
+    through ``{% set %}`` or a subscript, a method the sandbox refuses)."""
     allowed = CONTEXT[key]
-    for part, source, env in (
-        ("subject", template.subject, _ENV),
-        ("text", template.text, _ENV),
-        ("html", template.html, _HTML_ENV),
+    for part, source, env, strict in (
+        ("subject", template.subject, _ENV, _STRICT_ENV),
+        ("text", template.text, _ENV, _STRICT_ENV),
+        ("html", template.html, _HTML_ENV, _STRICT_HTML_ENV),
     ):
         if source is None:
             continue
@@ -296,21 +368,98 @@ def check_template(key: TemplateKey, template: Template) -> None:
             tree = env.parse(source)
         except TemplateSyntaxError as error:
             raise TemplateError(f"{part}: line {error.lineno}: {error.message}") from None
-        loops = {n.target.name for n in tree.find_all(nodes.For) if isinstance(n.target, nodes.Name)}
-        for node in tree.find_all(nodes.Getattr):
-            if isinstance(node.node, nodes.Name):
-                owner = node.node.name
-                fields = DIGEST_ITEM if owner in loops else allowed.get(owner, ())
-                if node.attr not in fields:
-                    raise TemplateError(
-                        f"{part}: {owner}.{node.attr} is not a field of {key.value} templates"
-                    )
-        for name in tree.find_all(nodes.Name):
-            if name.ctx == "load" and name.name not in allowed and name.name not in loops:
-                raise TemplateError(
-                    f"{part}: {name.name!r} is not a field of {key.value} templates "
-                    f"(fields: {', '.join(sorted(allowed))})"
-                )
+        _check_names(key, part, tree, allowed)
+        try:
+            strict.from_string(source).render(sample_context(key))
+        except UndefinedError as error:
+            raise TemplateError(f"{part}: {error.message} (fields: {', '.join(fields_of(key))})") from None
+        except SecurityError as error:
+            raise TemplateError(f"{part}: not allowed in a template: {error}") from None
+        except Exception as error:  # any other failure of the trial render (a bad filter argument, ...)
+            raise TemplateError(f"{part}: {type(error).__name__}: {error}") from None
+
+
+def _check_names(
+    key: TemplateKey, part: str, tree: nodes.Template, allowed: Mapping[str, tuple[str, ...]]
+) -> None:
+    loops = {n.name for f in tree.find_all(nodes.For) for n in _names(f.target)}
+    assigned = {n.name for a in tree.find_all(nodes.Assign) for n in _names(a.target)}
+    for name in tree.find_all(nodes.Name):
+        if name.ctx != "load" or name.name in allowed or name.name in loops or name.name in assigned:
+            continue
+        if name.name == "loop" and loops:
+            continue
+        raise TemplateError(
+            f"{part}: {name.name!r} is not a field of {key.value} templates "
+            f"(fields: {', '.join(sorted(allowed))})"
+        )
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        attribute: str | None = None
+        if isinstance(node, nodes.Getattr):
+            attribute = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            attribute = node.arg.value if isinstance(node.arg.value, str) else None
+        target = getattr(node, "node", None)
+        if attribute is None or not isinstance(target, nodes.Name):
+            continue  # an attribute of a value (``exception.type|lower``): the trial render checks it
+        owner = target.name
+        if owner in allowed:
+            fields = allowed[owner]
+        elif owner == "loop":
+            fields = _LOOP
+        elif owner in loops:
+            fields = DIGEST_ITEM  # the only list a template gets is the digest's items
+        else:
+            continue  # a name set in the template: the trial render checks what it holds
+        if attribute not in fields:
+            raise TemplateError(f"{part}: {owner}.{attribute} is not a field of {key.value} templates")
+
+
+def _names(target: nodes.Node) -> list[nodes.Name]:
+    """The names a ``for`` or ``set`` target binds (``x``, or ``a, b``)."""
+    return [target] if isinstance(target, nodes.Name) else list(target.find_all(nodes.Name))
+
+
+# what ``loop`` offers inside a for loop
+_LOOP = (
+    "index",
+    "index0",
+    "revindex",
+    "revindex0",
+    "first",
+    "last",
+    "length",
+    "cycle",
+    "previtem",
+    "nextitem",
+    "depth",
+    "depth0",
+    "changed",
+)
+
+
+def fields_of(key: TemplateKey) -> list[str]:
+    """The fields a template of ``key`` may use, as written in it (``exception.explanation``, ``link``)."""
+    return sorted(
+        f"{name}.{attribute}" if attribute else name
+        for name, attributes in CONTEXT[key].items()
+        for attribute in (attributes or ("",))
+    )
+
+
+def sample_context(key: TemplateKey) -> dict[str, Any]:
+    """A context with every documented field of ``key`` and nothing else (for the trial render)."""
+    context: dict[str, Any] = {}
+    for name, attributes in CONTEXT[key].items():
+        if name == "items":
+            context[name] = [{field: "sample" for field in DIGEST_ITEM}]
+        elif name in ("count", "step"):
+            context[name] = 1
+        elif attributes:
+            context[name] = {attribute: "sample" for attribute in attributes}
+        else:
+            context[name] = "sample"
+    return context
 
 
 @dataclass(frozen=True)
@@ -321,9 +470,14 @@ class RenderedMail:
 
 
 def render(template: Template, context: Mapping[str, Any]) -> RenderedMail:
+    """The e-mail: subject on one line, the text, and the html (the template's, else the text in the
+    branded layout); html is escaped, every part runs in the sandbox."""
     subject = _ENV.from_string(template.subject).render(context).replace("\n", " ").strip()[:300]
     text = _ENV.from_string(template.text).render(context)
-    html = _HTML_ENV.from_string(template.html).render(context) if template.html else None
+    if template.html:
+        html = _HTML_ENV.from_string(template.html).render(context)
+    else:
+        html = _HTML_ENV.from_string(LAYOUT).render(brand=context.get("brand") or {}, text=text.strip())
     return RenderedMail(subject, text, html)
 
 

@@ -3,10 +3,14 @@ deliveries; send what is due; manage endpoints, templates, preferences and follo
 
 The fan-out runs in a worker after the change committed (the outbox routes every exception topic here), so a
 rolled-back change notifies nobody. It is idempotent on the outbox row id: running it twice adds nothing.
+Sending is three steps, so no transaction is open while a network call waits: claim what is due (a short
+transaction that leases the rows), send (no transaction), record the outcomes (a short transaction). The
+edge (the ``notify.send`` actor) runs each step in its own transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import re
@@ -15,15 +19,18 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage as MimeMessage
+from email.utils import formataddr
 from typing import Any
 
-from sqlalchemy import any_, delete, func, literal, select, text, update
+import structlog
+from sqlalchemy import ColumnElement, any_, delete, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.db import TenantScope, scoped, tenant_condition
-from domain.exceptions.models import Category, ExceptionActivity, ShipmentException
-from domain.notify import rules
+from domain.exceptions.models import Category, ExceptionActivity, Severity, ShipmentException
+from domain.exceptions.rules import customer_sees_change, customer_view
+from domain.notify import repository, rules
 from domain.notify.models import (
     EmailMessage,
     EmailStatus,
@@ -39,8 +46,11 @@ from domain.notify.models import (
 from domain.notify.rules import Preference, Template, TemplateKey
 from domain.shipments.models import Shipment, ShipmentReference
 from domain.tenancy.models import TeamMember, Tenant, User
-from domain.tenancy.repository import active_admins
+from domain.tenancy.repository import active_admins, users_by_id
 from domain.workflow import topics
+from domain.workflow.rules import shown_to_shipper
+
+log = structlog.get_logger("milepost.notify")
 
 
 class NotifyError(ValueError):
@@ -52,6 +62,8 @@ class NotifyNotFound(NotifyError):
 
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+DEFAULT_COLOUR = "#1f6feb"
+ENDPOINT_DISABLED_TOPIC = "webhook.endpoint_disabled"
 
 # which template an exception topic's e-mail uses
 _TEMPLATE_OF = {
@@ -106,7 +118,8 @@ async def fan_out(
     public_url: str,
     now: dt.datetime,
 ) -> FanOutReport:
-    """Turn one exception change into in-app notifications, e-mails and webhook deliveries."""
+    """Turn one exception change into in-app notifications, e-mails and webhook deliveries (rows only; the
+    senders do the network calls). A shipper's part is built from the customer view alone."""
     report = FanOutReport()
     outbox_id = int(payload["outbox_id"])
     exception_id = uuid.UUID(payload["exception_id"])
@@ -120,70 +133,78 @@ async def fan_out(
     if exception is None or exception.shadow:
         return report
     shipment = await _shipment_facts(session, scope, exception.shipment_id)
-    exception_facts = _exception_facts(exception)
-    customer = rules.customer_may_hear(topic, payload)
+    staff_facts = exception_facts(exception)
+    customer_facts = customer_view(staff_facts)
     comment = await _comment(session, scope, payload) if topic == topics.COMMENTED else None
+    # a comment reaches shipper users only when the entry itself is shown to them (not only the payload)
+    shipper_comment = comment is not None and shown_to_shipper(comment.kind, comment.customer_visible)[1]
+    customer = rules.customer_may_hear(topic, payload) and (topic != topics.COMMENTED or shipper_comment)
     link = f"{public_url.rstrip('/')}/track/{shipment['reference']}"
     brand = await branding(session, scope)
     preferences = await _preferences(session, scope)
+    title = f"{_TITLES.get(topic, 'Exception')}: {exception.exception_type} on {shipment['reference']}"
 
     for recipient in await _recipients(session, scope, exception, topic, payload, customer):
-        if topic == topics.COMMENTED and recipient.shipper and not payload.get("customer_visible"):
-            continue
-        preference = preferences.get(("user", recipient.user.id))
-        account_preference = (
-            preferences.get(("account", recipient.user.account_id)) if recipient.shipper else None
-        )
+        if comment is not None and recipient.user.id == comment.actor_user_id:
+            continue  # nobody is told of their own comment
         how = rules.channels(
-            preference,
+            preferences.get(("user", recipient.user.id)),
             shipper=recipient.shipper,
             category=exception.category,
             severity=exception.severity,
-            account=account_preference,
+            account=preferences.get(("account", recipient.user.account_id)) if recipient.shipper else None,
         )
-        title = f"{_TITLES.get(topic, 'Exception')}: {exception.exception_type} on {shipment['reference']}"
-        body = (
-            comment
-            if (comment and (not recipient.shipper or payload.get("customer_visible")))
-            else exception.explanation
-        )
+        body = comment.note if comment is not None and comment.note else exception.explanation
         if how.in_app or how.digest:
-            added = await _notify_in_app(
-                session, scope, recipient.user.id, outbox_id, topic, exception, title, body, digest=how.digest
+            report.notifications += await _notify(
+                session,
+                scope,
+                recipient.user.id,
+                outbox_id,
+                topic,
+                exception,
+                title,
+                body or "",
+                in_app=how.in_app,
+                digest=how.digest,
             )
-            report.notifications += added
-        if how.email and topic != topics.CUSTOMER_NOTICE:
+        if not how.email or (topic == topics.CUSTOMER_NOTICE and not recipient.shipper):
+            continue
+        if topic == topics.CUSTOMER_NOTICE:
+            asked = str(payload.get("template"))
+            known = asked in TemplateKey.__members__.values()
+            key = TemplateKey(asked) if known else TemplateKey.EXCEPTION_UPDATE
+        else:
             key = _TEMPLATE_OF.get(topic, TemplateKey.EXCEPTION_UPDATE)
-            context = {
-                "brand": brand,
-                "recipient": {"name": recipient.user.name},
-                "exception": exception_facts if not recipient.shipper else _customer_facts(exception_facts),
-                "shipment": shipment,
-                "link": link,
-                "reason": payload.get("reason", ""),
-                "step": payload.get("step", ""),
-                "comment": comment or "",
-            }
-            report.emails += await _queue_email(session, scope, outbox_id, recipient.user, key, context, now)
-        if how.email and topic == topics.CUSTOMER_NOTICE and recipient.shipper:
-            key = TemplateKey(payload.get("template", TemplateKey.EXCEPTION_UPDATE))
-            context = {
-                "brand": brand,
-                "recipient": {"name": recipient.user.name},
-                "exception": _customer_facts(exception_facts),
-                "shipment": shipment,
-                "link": link,
-            }
-            report.emails += await _queue_email(session, scope, outbox_id, recipient.user, key, context, now)
+        context = {
+            "brand": brand,
+            "recipient": {"name": recipient.user.name},
+            "exception": customer_facts if recipient.shipper else staff_facts,
+            "shipment": shipment,
+            "link": link,
+            "comment": (comment.note or "") if comment is not None else "",
+        }
+        if not recipient.shipper:  # the step and reason of an escalation are the staff's
+            context |= {"reason": payload.get("reason", ""), "step": payload.get("step", "")}
+        report.emails += await _queue_email(session, scope, outbox_id, recipient.user, key, context, now)
 
     report.deliveries += await _queue_webhooks(
-        session, scope, topic, payload, exception, shipment, customer, now
+        session, scope, topic, payload, exception, staff_facts, shipment, comment, now
     )
     await session.flush()
     return report
 
 
-def _exception_facts(row: ShipmentException) -> dict[str, Any]:
+def exception_facts(row: ShipmentException) -> dict[str, Any]:
+    """An exception as the staff's notifications and webhooks carry it (``customer_view`` of it is what
+    its shipper gets); field names are the exception's public ones."""
+
+    def at(value: dt.datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    def of(value: uuid.UUID | None) -> str | None:
+        return str(value) if value is not None else None
+
     return {
         "id": str(row.id),
         "type": row.exception_type,
@@ -192,13 +213,18 @@ def _exception_facts(row: ShipmentException) -> dict[str, Any]:
         "status": row.status,
         "key": row.milestone_code,
         "explanation": row.explanation,
-        "first_seen_at": row.first_seen_at.isoformat(),
+        "priority_score": row.priority_score,
+        "first_seen_at": at(row.first_seen_at),
+        "last_seen_at": at(row.last_seen_at),
+        "resolved_at": at(row.resolved_at),
         "evidence": row.evidence,
+        "rule": of(row.rule_id),
+        "group": of(row.group_id),
+        "assignee": of(row.assignee_user_id),
+        "assignee_team": of(row.assignee_team_id),
+        "respond_by": at(row.respond_by),
+        "resolve_by": at(row.resolve_by),
     }
-
-
-def _customer_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
-    return rules.customer_view(facts)
 
 
 async def _shipment_facts(
@@ -224,20 +250,23 @@ async def _shipment_facts(
     }
 
 
-async def _comment(session: AsyncSession, scope: TenantScope, payload: Mapping[str, Any]) -> str | None:
+async def _comment(
+    session: AsyncSession, scope: TenantScope, payload: Mapping[str, Any]
+) -> ExceptionActivity | None:
     activity_id = payload.get("activity_id")
     if not activity_id:
         return None
-    note = await session.execute(
-        scoped(select(ExceptionActivity.note), ExceptionActivity, scope).where(
+    entry = await session.execute(
+        scoped(select(ExceptionActivity), ExceptionActivity, scope).where(
             ExceptionActivity.id == uuid.UUID(activity_id)
         )
     )
-    return note.scalar_one_or_none()
+    return entry.scalar_one_or_none()
 
 
 async def branding(session: AsyncSession, scope: TenantScope) -> dict[str, str]:
-    row = (await session.execute(scoped(select(MailBranding), MailBranding, scope))).scalar_one_or_none()
+    """The tenant's mail branding, or its name with the default colour."""
+    row = await repository.branding(session, scope)
     if row is not None:
         return {
             "name": row.display_name,
@@ -246,19 +275,14 @@ async def branding(session: AsyncSession, scope: TenantScope) -> dict[str, str]:
             "from": row.from_address or "",
         }
     tenant = (await session.execute(scoped(select(Tenant), Tenant, scope))).scalar_one()
-    return {"name": tenant.name, "colour": "#1f6feb", "footer": "", "from": ""}
+    return {"name": tenant.name, "colour": DEFAULT_COLOUR, "footer": "", "from": ""}
 
 
 async def _preferences(
     session: AsyncSession, scope: TenantScope
 ) -> dict[tuple[str, uuid.UUID | None], Preference]:
-    rows = (
-        await session.execute(
-            scoped(select(NotificationPreference), NotificationPreference, TenantScope(scope.tenant_id))
-        )
-    ).scalars()
     found: dict[tuple[str, uuid.UUID | None], Preference] = {}
-    for row in rows:
+    for row in await repository.all_preferences(session, scope):
         key = ("user", row.user_id) if row.user_id else ("account", row.account_id)
         found[key] = preference_of(row)
     return found
@@ -282,46 +306,54 @@ async def _recipients(
     payload: Mapping[str, Any],
     customer: bool,
 ) -> list[Recipient]:
-    """Staff: the assignee, the assigned team's members, followers, escalation targets. Shippers (for
-    topics they may hear): the account's active shipper users."""
-    staff_ids: set[uuid.UUID] = set()
-    if exception.assignee_user_id:
-        staff_ids.add(exception.assignee_user_id)
-    if exception.assignee_team_id:
+    """Staff: the assignee and the assigned team's members (as the exception is now, and for an assignment
+    also as the change named them), followers, escalation targets. Shippers (for changes they are told
+    of): the account's active shipper users. Inactive users hear nothing."""
+    user_ids = {exception.assignee_user_id}
+    team_ids = {exception.assignee_team_id}
+    if topic == topics.ASSIGNED:
+        user_ids.add(_uuid(payload.get("assignee_user_id")))
+        team_ids.add(_uuid(payload.get("assignee_team_id")))
+    user_ids |= {_uuid(u) for u in payload.get("target_user_ids") or ()}
+    teams = [t for t in team_ids if t is not None]
+    if teams:
         members = await session.execute(
-            scoped(select(TeamMember.user_id), TeamMember, scope).where(
-                TeamMember.team_id == exception.assignee_team_id
-            )
+            scoped(select(TeamMember.user_id), TeamMember, scope).where(TeamMember.team_id.in_(teams))
         )
-        staff_ids.update(u for (u,) in members)
+        user_ids.update(u for (u,) in members)
     followers = await session.execute(
         scoped(select(ExceptionFollower.user_id), ExceptionFollower, scope).where(
             ExceptionFollower.exception_id == exception.id
         )
     )
-    follower_ids = {u for (u,) in followers}
-    targets = {uuid.UUID(u) for u in payload.get("target_user_ids") or ()}
-    wanted = staff_ids | follower_ids | targets
+    user_ids.update(u for (u,) in followers)
+    wanted = [u for u in user_ids if u is not None]
     tenant_wide = TenantScope(scope.tenant_id)
-    users: list[User] = []
-    if wanted:
-        statement = scoped(select(User), User, tenant_wide).where(User.is_active, User.id.in_(list(wanted)))
-        users = list((await session.execute(statement)).scalars())
-    recipients = [Recipient(u, shipper=False) for u in users if u.account_id is None]
-    # followers who are shipper users of the exception's account hear the customer topics like the account
-    if customer:
-        shippers = (
-            await session.execute(
-                scoped(select(User), User, tenant_wide).where(
-                    User.is_active, User.account_id == exception.account_id
-                )
-            )
-        ).scalars()
-        recipients += [Recipient(u, shipper=True) for u in shippers]
+    condition: ColumnElement[bool] = User.id.in_(wanted)
+    if customer:  # followers who are the account's shipper users are among these anyway
+        condition = or_(condition, User.account_id == exception.account_id)
+    users = (
+        (await session.execute(scoped(select(User), User, tenant_wide).where(User.is_active, condition)))
+        .scalars()
+        .all()
+    )
+    recipients = [
+        Recipient(u, shipper=u.account_id is not None)
+        for u in users
+        # staff by name; shipper users only of this exception's account and when told of the change
+        if u.account_id is None or (customer and u.account_id == exception.account_id)
+    ]
     return sorted(recipients, key=lambda r: str(r.user.id))
 
 
-async def _notify_in_app(
+def _uuid(value: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+async def _notify(
     session: AsyncSession,
     scope: TenantScope,
     user_id: uuid.UUID,
@@ -331,6 +363,7 @@ async def _notify_in_app(
     title: str,
     body: str,
     *,
+    in_app: bool,
     digest: bool,
 ) -> int:
     statement = (
@@ -345,6 +378,7 @@ async def _notify_in_app(
             severity=exception.severity,
             title=title,
             body=body,
+            in_app=in_app,
             digest_pending=digest,
         )
         .on_conflict_do_nothing(
@@ -355,11 +389,8 @@ async def _notify_in_app(
 
 
 async def template_for(session: AsyncSession, scope: TenantScope, key: TemplateKey) -> Template:
-    row = (
-        await session.execute(
-            scoped(select(EmailTemplate), EmailTemplate, scope).where(EmailTemplate.key == key)
-        )
-    ).scalar_one_or_none()
+    """The tenant's template for ``key``, else the built-in one."""
+    row = await repository.template(session, scope, key.value)
     if row is None:
         return rules.default_template(key)
     return Template(row.subject, row.text_body, row.html_body)
@@ -374,7 +405,12 @@ async def _queue_email(
     context: Mapping[str, Any],
     now: dt.datetime,
 ) -> int:
-    mail = rules.render(await template_for(session, scope, key), context)
+    template = await template_for(session, scope, key)
+    try:
+        mail = rules.render(template, context)
+    except Exception as error:  # a stored template that fails on real values: the built-in one still goes
+        log.error("e-mail template failed; the built-in one is used", key=key.value, error=str(error))
+        mail = rules.render(rules.default_template(key), context)
     statement = (
         insert(EmailMessage)
         .values(
@@ -405,10 +441,13 @@ async def _queue_webhooks(
     topic: str,
     payload: Mapping[str, Any],
     exception: ShipmentException,
+    facts: Mapping[str, Any],
     shipment: Mapping[str, Any],
-    customer: bool,
+    comment: ExceptionActivity | None,
     now: dt.datetime,
 ) -> int:
+    """A delivery per enabled endpoint that subscribes to ``topic``: the tenant's (the staff view and the
+    change's payload) and the exception's account's (the customer view, for changes its shipper may see)."""
     endpoints = (
         await session.execute(
             scoped(select(WebhookEndpoint), WebhookEndpoint, TenantScope(scope.tenant_id)).where(
@@ -419,18 +458,12 @@ async def _queue_webhooks(
         )
     ).scalars()
     queued = 0
-    facts = _exception_facts(exception)
     for endpoint in endpoints:
-        for_shipper = endpoint.account_id is not None
-        if for_shipper and not customer:
+        body = webhook_body(
+            topic, payload, facts, shipment, comment, for_account=endpoint.account_id is not None, now=now
+        )
+        if body is None:
             continue
-        data: dict[str, Any] = {
-            "exception": rules.customer_view(facts) if for_shipper else facts,
-            "shipment": {k: shipment[k] for k in ("id", "reference", "mode", "origin", "destination")},
-        }
-        if not for_shipper:
-            data["change"] = {k: v for k, v in payload.items() if k not in ("outbox_id",)}
-        body = {"type": topic, "timestamp": now.isoformat(), "data": data}
         statement = (
             insert(WebhookDelivery)
             .values(
@@ -443,7 +476,8 @@ async def _queue_webhooks(
                 body=body,
                 status="pending",
                 attempts=0,
-                next_attempt_at=now,
+                # a paused endpoint gets it when its pause ends, with what waited before it
+                next_attempt_at=max(now, endpoint.retry_at or now),
             )
             .on_conflict_do_nothing(
                 index_elements=["tenant_id", "endpoint_id", "outbox_id"],
@@ -454,11 +488,75 @@ async def _queue_webhooks(
     return queued
 
 
-# --- sending -------------------------------------------------------------------------------------------
+def webhook_body(
+    topic: str,
+    payload: Mapping[str, Any],
+    facts: Mapping[str, Any],
+    shipment: Mapping[str, Any],
+    comment: ExceptionActivity | None,
+    *,
+    for_account: bool,
+    now: dt.datetime,
+) -> dict[str, Any] | None:
+    """The JSON body of one event for one endpoint, or None when the endpoint may not hear of it. An
+    account's endpoint gets only what its shipper may see: the customer view, the change's customer keys,
+    and a comment only when shown to the customer."""
+    data: dict[str, Any] = {
+        "shipment": {k: shipment[k] for k in ("id", "reference", "mode", "origin", "destination")}
+    }
+    if for_account:
+        if not customer_sees_change(topic, payload):
+            return None
+        if comment is not None and not shown_to_shipper(comment.kind, comment.customer_visible)[1]:
+            return None
+        data["exception"] = customer_view(facts)
+        data["change"] = rules.customer_change(payload)
+    else:
+        data["exception"] = dict(facts)
+        data["change"] = {k: v for k, v in payload.items() if k != "outbox_id"}
+    if comment is not None:
+        data["comment"] = {
+            "id": str(comment.id),
+            "body": comment.note or "",
+            "customer_visible": comment.customer_visible,
+            "created_at": comment.created_at.isoformat(),
+        }
+    return {"type": topic, "timestamp": now.isoformat(), "data": data}
 
-Poster = Callable[
-    [str, bytes, Mapping[str, str]], Awaitable[tuple[int | None, Mapping[str, str], str, str | None]]
-]
+
+# --- sending webhooks: claim (short transaction), POST (no transaction), record (short transaction) -----
+
+Poster = Callable[[str, bytes, Mapping[str, str]], Awaitable["HttpAnswer"]]
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    """What one POST got: the status (None: no answer), its headers (lower-case), the start of its body,
+    or the network error."""
+
+    status: int | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    excerpt: str = ""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """A claimed delivery, signed and ready to POST."""
+
+    delivery_id: uuid.UUID
+    endpoint_id: uuid.UUID
+    url: str
+    body: bytes
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class WebhookOutcome:
+    request: WebhookRequest
+    answer: HttpAnswer
+    attempted_at: dt.datetime
+    duration_ms: int
 
 
 @dataclass
@@ -466,94 +564,198 @@ class SendReport:
     attempted: int = 0
     succeeded: int = 0
     failed: int = 0
+    deferred: int = 0  # claimed but not tried this round (their endpoint failed, or time ran out)
     disabled_endpoints: list[uuid.UUID] = field(default_factory=list)
 
 
 DISABLE_AFTER_FAILURES = 10
+CLAIM_LIMIT = 100
+# a claimed row is not claimed again for this long: sending it must end by then (the send budget, the
+# longest timeout and a margin), else it is sent again (at least once; its webhook-id stays the same)
+SEND_BUDGET = dt.timedelta(seconds=60)
+LEASE = SEND_BUDGET + dt.timedelta(seconds=120)
 
 
-async def deliver_due_webhooks(
+async def claim_due_webhooks(
     session: AsyncSession,
     scope: TenantScope,
-    post: Poster,
     *,
     now: dt.datetime,
-    limit: int = 100,
-    disable_after: int = DISABLE_AFTER_FAILURES,
-) -> SendReport:
-    """POST the due deliveries (rows locked, others' skipped), record each attempt, schedule retries
-    (exponential backoff, ``Retry-After`` honoured), and disable an endpoint after ``disable_after``
-    consecutive failed attempts, with a notice to the tenant's admins."""
-    report = SendReport()
+    limit: int = CLAIM_LIMIT,
+    lease: dt.timedelta = LEASE,
+) -> list[WebhookRequest]:
+    """Claim up to ``limit`` due deliveries (oldest first; rows others hold are skipped) and sign them.
+    Claimed rows are due again only after ``lease``, so the POSTs happen outside any transaction. A due
+    delivery of a paused endpoint waits for the end of the pause; one of a disabled endpoint waits for it
+    to be enabled."""
     due = (
-        (
-            await session.execute(
-                scoped(select(WebhookDelivery), WebhookDelivery, scope)
-                .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
-                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
+        await session.execute(
+            scoped(select(WebhookDelivery, WebhookEndpoint), WebhookDelivery, scope)
+            .join(
+                WebhookEndpoint,
+                (WebhookEndpoint.tenant_id == WebhookDelivery.tenant_id)
+                & (WebhookEndpoint.id == WebhookDelivery.endpoint_id),
             )
+            .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
+            .order_by(WebhookDelivery.created_at, WebhookDelivery.id)
+            .limit(limit)
+            .with_for_update(of=WebhookDelivery, skip_locked=True)
         )
-        .scalars()
-        .all()
-    )
-    for delivery in due:
-        endpoint = (
-            await session.execute(
-                scoped(select(WebhookEndpoint), WebhookEndpoint, scope)
-                .where(WebhookEndpoint.id == delivery.endpoint_id)
-                .with_for_update()
-            )
-        ).scalar_one()
+    ).all()
+    claimed: list[WebhookRequest] = []
+    for delivery, endpoint in due:
         if not endpoint.enabled:
-            delivery.next_attempt_at = None  # waits for the endpoint to be enabled again (or a replay)
+            delivery.next_attempt_at = None
             continue
+        if endpoint.retry_at is not None and endpoint.retry_at > now:
+            delivery.next_attempt_at = endpoint.retry_at
+            continue
+        delivery.next_attempt_at = now + lease
+        message_id = f"msg_{delivery.id.hex}"  # the same for every attempt: receivers deduplicate on it
         body = json.dumps(delivery.body, separators=(",", ":"), sort_keys=True).encode()
         timestamp = int(now.timestamp())
         headers = {
             "content-type": "application/json",
             "user-agent": "Milepost-Webhooks/1",
-            "webhook-id": f"msg_{delivery.id.hex}",
+            "webhook-id": message_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": rules.sign(endpoint.secret, f"msg_{delivery.id.hex}", timestamp, body),
+            "webhook-signature": rules.sign(endpoint.secret, message_id, timestamp, body),
         }
-        started = time.perf_counter()
-        status, response_headers, excerpt, error = await post(endpoint.url, body, headers)
-        duration = int((time.perf_counter() - started) * 1000)
+        claimed.append(WebhookRequest(delivery.id, endpoint.id, endpoint.url, body, headers))
+    await session.flush()
+    return claimed
+
+
+async def post_webhooks(
+    requests: Sequence[WebhookRequest],
+    post: Poster,
+    *,
+    clock: Callable[[], dt.datetime],
+    concurrency: int = 8,
+    budget: dt.timedelta = SEND_BUDGET,
+) -> list[WebhookOutcome]:
+    """POST the requests: each endpoint's in order, one at a time, stopping at its first failure (the rest
+    wait for its pause); endpoints side by side, at most ``concurrency`` at once. Nothing new starts once
+    ``budget`` is spent. Returns what was tried; the caller records it."""
+    by_endpoint: dict[uuid.UUID, list[WebhookRequest]] = {}
+    for request in requests:
+        by_endpoint.setdefault(request.endpoint_id, []).append(request)
+    gate = asyncio.Semaphore(concurrency)
+    deadline = time.monotonic() + budget.total_seconds()
+    outcomes: list[WebhookOutcome] = []
+
+    async def endpoint_queue(queue: list[WebhookRequest]) -> None:
+        async with gate:
+            for request in queue:
+                if time.monotonic() >= deadline:
+                    return
+                attempted_at = clock()
+                started = time.perf_counter()
+                answer = await post(request.url, request.body, request.headers)
+                duration = int((time.perf_counter() - started) * 1000)
+                outcomes.append(WebhookOutcome(request, answer, attempted_at, duration))
+                if not _succeeded(answer):
+                    return
+
+    await asyncio.gather(*(endpoint_queue(queue) for queue in by_endpoint.values()))
+    return outcomes
+
+
+def _succeeded(answer: HttpAnswer) -> bool:
+    return answer.status is not None and 200 <= answer.status < 300
+
+
+async def record_webhook_outcomes(
+    session: AsyncSession,
+    scope: TenantScope,
+    claimed: Sequence[WebhookRequest],
+    outcomes: Sequence[WebhookOutcome],
+    *,
+    now: dt.datetime,
+    disable_after: int = DISABLE_AFTER_FAILURES,
+) -> SendReport:
+    """Write each attempt to the delivery log and schedule what comes next: a delivered row is done; a
+    failed one is retried on the backoff schedule (``Retry-After`` honoured) until its attempts run out,
+    and its endpoint pauses as long; ``disable_after`` failures in a row disable the endpoint, and the
+    tenant's admins are told. Claimed rows that were not tried are due again when their endpoint may be
+    tried (now, or at the end of its pause)."""
+    report = SendReport()
+    if not claimed:
+        return report
+    endpoint_ids = sorted({r.endpoint_id for r in claimed})
+    endpoints = {
+        e.id: e
+        for e in (
+            await session.execute(
+                scoped(select(WebhookEndpoint), WebhookEndpoint, scope)
+                .where(WebhookEndpoint.id.in_(endpoint_ids))
+                .order_by(WebhookEndpoint.id)
+                .with_for_update()
+            )
+        ).scalars()
+    }
+    deliveries = {
+        d.id: d
+        for d in (
+            await session.execute(
+                scoped(select(WebhookDelivery), WebhookDelivery, scope)
+                .where(WebhookDelivery.id.in_([r.delivery_id for r in claimed]))
+                .with_for_update()
+            )
+        ).scalars()
+    }
+    tried = set()
+    for outcome in sorted(outcomes, key=lambda o: o.attempted_at):
+        delivery = deliveries.get(outcome.request.delivery_id)
+        endpoint = endpoints.get(outcome.request.endpoint_id)
+        if delivery is None or endpoint is None:  # the endpoint was deleted meanwhile, with its log
+            continue
+        tried.add(delivery.id)
+        answer = outcome.answer
         report.attempted += 1
         delivery.attempts += 1
-        delivery.last_status_code = status
+        delivery.last_status_code = answer.status
         session.add(
             WebhookAttempt(
                 tenant_id=scope.tenant_id,
                 id=uuid.uuid4(),
                 delivery_id=delivery.id,
-                attempted_at=now,
-                status_code=status,
-                duration_ms=duration,
-                error=error,
-                response_excerpt=excerpt[:500] if excerpt else None,
+                attempted_at=outcome.attempted_at,
+                status_code=answer.status,
+                duration_ms=outcome.duration_ms,
+                error=answer.error,
+                response_excerpt=answer.excerpt[:500] if answer.excerpt else None,
             )
         )
-        if status is not None and 200 <= status < 300:
+        if _succeeded(answer):
             delivery.status, delivery.delivered_at, delivery.next_attempt_at = "delivered", now, None
-            endpoint.consecutive_failures = 0
+            endpoint.consecutive_failures, endpoint.retry_at = 0, None
             report.succeeded += 1
             continue
         report.failed += 1
         endpoint.consecutive_failures += 1
-        later = rules.next_attempt(
-            delivery.attempts, now, rules.retry_after(response_headers.get("retry-after"), now)
-        )
+        wait = rules.retry_after(answer.headers.get("retry-after"), now)
+        later = rules.next_attempt(delivery.attempts, now, wait)
         if later is None:
             delivery.status, delivery.next_attempt_at = "failed", None
         else:
             delivery.next_attempt_at = later
+        endpoint.retry_at = rules.endpoint_pause(endpoint.consecutive_failures, now, wait)
         if endpoint.consecutive_failures >= disable_after and endpoint.enabled:
-            reason = f"{endpoint.consecutive_failures} failed attempts in a row (last: {error or status})"
+            last = f"HTTP {answer.status}" if answer.status is not None else answer.error
+            reason = f"{endpoint.consecutive_failures} failed attempts in a row (last: {last})"
             await disable_endpoint(session, scope, endpoint, reason, now)
             report.disabled_endpoints.append(endpoint.id)
+    for request in claimed:
+        delivery = deliveries.get(request.delivery_id)
+        endpoint = endpoints.get(request.endpoint_id)
+        if delivery is None or endpoint is None or delivery.id in tried or delivery.status != "pending":
+            continue
+        report.deferred += 1
+        if not endpoint.enabled:
+            delivery.next_attempt_at = None
+        else:
+            delivery.next_attempt_at = max(now, endpoint.retry_at or now)
     await session.flush()
     return report
 
@@ -561,20 +763,33 @@ async def deliver_due_webhooks(
 async def disable_endpoint(
     session: AsyncSession, scope: TenantScope, endpoint: WebhookEndpoint, reason: str, now: dt.datetime
 ) -> None:
-    """Stop sending to an endpoint and tell the tenant's admins (in the app and by e-mail)."""
+    """Stop sending to an endpoint (its pending deliveries wait until it is enabled again) and tell the
+    tenant's admins, in the app and by e-mail."""
     endpoint.enabled, endpoint.disabled_reason, endpoint.disabled_at = False, reason, now
+    await session.execute(
+        update(WebhookDelivery)
+        .where(
+            tenant_condition(WebhookDelivery, scope),
+            WebhookDelivery.endpoint_id == endpoint.id,
+            WebhookDelivery.status == "pending",
+        )
+        .values(next_attempt_at=None)
+        .execution_options(synchronize_session="fetch")
+    )
     admins = await active_admins(session, scope)
     brand = await branding(session, scope)
+    owner = f" (account {endpoint.account_id})" if endpoint.account_id else ""
     for admin in admins:
         session.add(
             Notification(
                 tenant_id=scope.tenant_id,
                 id=uuid.uuid4(),
                 user_id=admin.id,
-                topic="webhook.endpoint_disabled",
+                topic=ENDPOINT_DISABLED_TOPIC,
                 severity="high",
-                title=f"Webhook endpoint disabled: {endpoint.url}",
+                title=f"Webhook endpoint disabled: {endpoint.url}{owner}",
                 body=reason,
+                in_app=True,
             )
         )
         context = {
@@ -585,20 +800,34 @@ async def disable_endpoint(
         await _queue_email(session, scope, None, admin, TemplateKey.ENDPOINT_DISABLED, context, now)
 
 
+# --- sending e-mail: the same three steps ----------------------------------------------------------------
+
 Mailer = Callable[[MimeMessage], Awaitable[None]]
 
 
-async def send_due_emails(
+@dataclass(frozen=True)
+class OutgoingMail:
+    id: uuid.UUID
+    message: MimeMessage
+
+
+@dataclass(frozen=True)
+class MailOutcome:
+    id: uuid.UUID
+    error: str | None  # None: the server took it
+
+
+async def claim_due_emails(
     session: AsyncSession,
     scope: TenantScope,
-    send: Mailer,
     *,
     sender: str,
     now: dt.datetime,
-    limit: int = 100,
-) -> SendReport:
-    """Send the due e-mails; a failure is retried with the webhook backoff, then marked failed."""
-    report = SendReport()
+    limit: int = CLAIM_LIMIT,
+    lease: dt.timedelta = LEASE,
+) -> list[OutgoingMail]:
+    """Claim up to ``limit`` due e-mails (rows others hold are skipped) as MIME messages from the tenant's
+    sender; they are due again only after ``lease``."""
     due = (
         (
             await session.execute(
@@ -612,31 +841,86 @@ async def send_due_emails(
         .scalars()
         .all()
     )
-    brand = await branding(session, scope) if due else {}
+    if not due:
+        return []
+    brand = await branding(session, scope)
+    claimed = []
     for mail in due:
+        mail.next_attempt_at = now + lease
         message = MimeMessage()
-        message["From"] = f"{brand['name']} <{brand['from'] or sender}>"
+        message["From"] = formataddr((brand["name"], brand["from"] or sender))
         message["To"] = mail.to_address
         message["Subject"] = mail.subject
         message["Message-ID"] = f"<{mail.id.hex}@milepost>"
         message.set_content(mail.text_body)
         if mail.html_body:
             message.add_alternative(mail.html_body, subtype="html")
+        claimed.append(OutgoingMail(mail.id, message))
+    await session.flush()
+    return claimed
+
+
+async def send_emails(
+    mails: Sequence[OutgoingMail], send: Mailer, *, budget: dt.timedelta = SEND_BUDGET
+) -> list[MailOutcome]:
+    """Hand the messages to the mail server one by one until ``budget`` is spent; what each got."""
+    deadline = time.monotonic() + budget.total_seconds()
+    outcomes = []
+    for mail in mails:
+        if time.monotonic() >= deadline:
+            break
+        try:
+            await send(mail.message)
+        except Exception as error:  # any failure of the mail server is retried
+            outcomes.append(MailOutcome(mail.id, f"{type(error).__name__}: {error}"[:1000]))
+        else:
+            outcomes.append(MailOutcome(mail.id, None))
+    return outcomes
+
+
+async def record_email_outcomes(
+    session: AsyncSession,
+    scope: TenantScope,
+    claimed: Sequence[OutgoingMail],
+    outcomes: Sequence[MailOutcome],
+    *,
+    now: dt.datetime,
+) -> SendReport:
+    """Sent mail is done; a failure is retried on the webhook schedule, then marked failed; what was not
+    tried is due again now."""
+    report = SendReport()
+    if not claimed:
+        return report
+    rows = {
+        m.id: m
+        for m in (
+            await session.execute(
+                scoped(select(EmailMessage), EmailMessage, scope)
+                .where(EmailMessage.id.in_([c.id for c in claimed]))
+                .with_for_update()
+            )
+        ).scalars()
+    }
+    for outcome in outcomes:
+        mail = rows.pop(outcome.id, None)
+        if mail is None:
+            continue
         report.attempted += 1
         mail.attempts += 1
-        try:
-            await send(message)
-        except Exception as error:  # any failure of the mail server is retried
-            report.failed += 1
-            mail.error = f"{type(error).__name__}: {error}"[:1000]
-            later = rules.next_attempt(mail.attempts, now, None)
-            if later is None:
-                mail.status, mail.next_attempt_at = EmailStatus.FAILED, None
-            else:
-                mail.next_attempt_at = later
+        if outcome.error is None:
+            mail.status, mail.sent_at, mail.next_attempt_at, mail.error = EmailStatus.SENT, now, None, None
+            report.succeeded += 1
             continue
-        mail.status, mail.sent_at, mail.next_attempt_at, mail.error = EmailStatus.SENT, now, None, None
-        report.succeeded += 1
+        report.failed += 1
+        mail.error = outcome.error
+        later = rules.next_attempt(mail.attempts, now, None)
+        if later is None:
+            mail.status, mail.next_attempt_at = EmailStatus.FAILED, None
+        else:
+            mail.next_attempt_at = later
+    for mail in rows.values():  # claimed, not tried
+        report.deferred += 1
+        mail.next_attempt_at = now
     await session.flush()
     return report
 
@@ -648,7 +932,7 @@ async def queue_digests(session: AsyncSession, scope: TenantScope, *, now: dt.da
             await session.execute(
                 scoped(select(Notification), Notification, scope)
                 .where(Notification.digest_pending)
-                .order_by(Notification.user_id, Notification.created_at)
+                .order_by(Notification.user_id, Notification.created_at, Notification.id)
                 .with_for_update(skip_locked=True)
             )
         )
@@ -661,30 +945,23 @@ async def queue_digests(session: AsyncSession, scope: TenantScope, *, now: dt.da
     if not by_user:
         return 0
     brand = await branding(session, scope)
-    users = {
-        u.id: u
-        for u in (
-            await session.execute(
-                scoped(select(User), User, TenantScope(scope.tenant_id)).where(User.id.in_(list(by_user)))
-            )
-        ).scalars()
-    }
+    users = await users_by_id(session, scope, list(by_user))
+    queued = 0
     for user_id, rows in by_user.items():
+        for row in rows:
+            row.digest_pending = False
+        user = users.get(user_id)
+        if user is None or not user.is_active:
+            continue
         items = rules.digest_items(
             {"title": r.title, "body": r.body, "severity": r.severity, "created_at": r.created_at.isoformat()}
             for r in rows
         )
-        context = {
-            "brand": brand,
-            "recipient": {"name": users[user_id].name},
-            "items": items,
-            "count": len(items),
-        }
-        await _queue_email(session, scope, None, users[user_id], TemplateKey.DIGEST, context, now)
-        for row in rows:
-            row.digest_pending = False
+        context = {"brand": brand, "recipient": {"name": user.name}, "items": items, "count": len(items)}
+        await _queue_email(session, scope, None, user, TemplateKey.DIGEST, context, now)
+        queued += 1
     await session.flush()
-    return len(by_user)
+    return queued
 
 
 # --- managing ------------------------------------------------------------------------------------------
@@ -704,11 +981,13 @@ def _check_endpoint(draft: EndpointDraft, *, development: bool) -> None:
         raise NotifyError(problem)
     if not draft.event_types:
         raise NotifyError("eventTypes: list at least one event type")
-    allowed = rules.CUSTOMER_TOPICS if draft.account_id else rules.EVENT_TYPES
+    allowed = rules.ACCOUNT_EVENT_TYPES if draft.account_id else rules.EVENT_TYPES
     for index, event_type in enumerate(draft.event_types):
         if event_type not in allowed:
+            whose = "an account's endpoint" if draft.account_id else "an endpoint"
             raise NotifyError(
-                f"eventTypes[{index}]: unknown event type {event_type!r}; one of {', '.join(sorted(allowed))}"
+                f"eventTypes[{index}]: {event_type!r} is not an event type {whose} may receive; "
+                f"one of {', '.join(sorted(allowed))}"
             )
     if len(draft.description) > 500:
         raise NotifyError("description: at most 500 characters")
@@ -717,7 +996,8 @@ def _check_endpoint(draft: EndpointDraft, *, development: bool) -> None:
 async def create_endpoint(
     session: AsyncSession, scope: TenantScope, draft: EndpointDraft, *, development: bool
 ) -> WebhookEndpoint:
-    """A new endpoint with a fresh secret (shown once, by the caller)."""
+    """A new endpoint with a fresh secret (shown once, by the caller). ``draft.account_id`` must be an
+    account of the tenant (the caller checks who may name which)."""
     _check_endpoint(draft, development=development)
     row = WebhookEndpoint(
         tenant_id=scope.tenant_id,
@@ -735,14 +1015,11 @@ async def create_endpoint(
     return row
 
 
-async def endpoint(session: AsyncSession, scope: TenantScope, endpoint_id: uuid.UUID) -> WebhookEndpoint:
+async def endpoint(
+    session: AsyncSession, scope: TenantScope, endpoint_id: uuid.UUID, *, lock: bool = False
+) -> WebhookEndpoint:
     """An endpoint the scope may manage: a shipper scope reaches its own account's only."""
-    statement = scoped(select(WebhookEndpoint), WebhookEndpoint, scope).where(
-        WebhookEndpoint.id == endpoint_id
-    )
-    if scope.account_id is not None:
-        statement = statement.where(WebhookEndpoint.account_id == scope.account_id)
-    row = (await session.execute(statement)).scalar_one_or_none()
+    row = await repository.endpoint(session, scope, endpoint_id, lock=lock)
     if row is None:
         raise NotifyNotFound(f"id: no webhook endpoint {endpoint_id}")
     return row
@@ -753,24 +1030,32 @@ async def update_endpoint(
     scope: TenantScope,
     endpoint_id: uuid.UUID,
     *,
-    url: str | None,
-    event_types: Sequence[str] | None,
-    enabled: bool | None,
+    url: str | None = None,
+    event_types: Sequence[str] | None = None,
+    description: str | None = None,
+    enabled: bool | None = None,
     development: bool,
+    now: dt.datetime,
 ) -> WebhookEndpoint:
-    row = await endpoint(session, scope, endpoint_id)
+    """Change an endpoint. Enabling a disabled one starts afresh: no failures, no pause, and what waited
+    for it is due now."""
+    row = await endpoint(session, scope, endpoint_id, lock=True)
     draft = EndpointDraft(
         url if url is not None else row.url,
         event_types if event_types is not None else row.event_types,
-        row.description,
+        description if description is not None else row.description,
         row.account_id,
     )
     _check_endpoint(draft, development=development)
-    row.url, row.event_types = draft.url, list(dict.fromkeys(draft.event_types))
+    row.url, row.event_types, row.description = (
+        draft.url,
+        list(dict.fromkeys(draft.event_types)),
+        draft.description,
+    )
     if enabled is not None and enabled != row.enabled:
         row.enabled = enabled
-        if enabled:  # a fresh start: reset the failure count and send what waited
-            row.consecutive_failures, row.disabled_reason, row.disabled_at = 0, None, None
+        if enabled:
+            row.consecutive_failures, row.retry_at, row.disabled_reason, row.disabled_at = 0, None, None, None
             await session.execute(
                 update(WebhookDelivery)
                 .where(
@@ -778,21 +1063,26 @@ async def update_endpoint(
                     WebhookDelivery.endpoint_id == row.id,
                     WebhookDelivery.status == "pending",
                 )
-                .values(next_attempt_at=func.now())
+                .values(next_attempt_at=now)
+                .execution_options(synchronize_session="fetch")
             )
+        else:
+            row.disabled_reason, row.disabled_at = "disabled by a person", now
     await session.flush()
     return row
 
 
 async def rotate_secret(session: AsyncSession, scope: TenantScope, endpoint_id: uuid.UUID) -> WebhookEndpoint:
-    row = await endpoint(session, scope, endpoint_id)
+    """A new signing secret; deliveries already claimed may still go out signed with the old one."""
+    row = await endpoint(session, scope, endpoint_id, lock=True)
     row.secret = rules.new_secret()
     await session.flush()
     return row
 
 
 async def delete_endpoint(session: AsyncSession, scope: TenantScope, endpoint_id: uuid.UUID) -> None:
-    row = await endpoint(session, scope, endpoint_id)
+    """Remove an endpoint with its deliveries and their log."""
+    row = await endpoint(session, scope, endpoint_id, lock=True)
     await session.delete(row)
     await session.flush()
 
@@ -800,11 +1090,8 @@ async def delete_endpoint(session: AsyncSession, scope: TenantScope, endpoint_id
 async def replay_delivery(
     session: AsyncSession, scope: TenantScope, delivery_id: uuid.UUID, *, now: dt.datetime
 ) -> WebhookDelivery:
-    """Send a delivery's body again as a new delivery (same event, new attempts)."""
-    statement = scoped(select(WebhookDelivery), WebhookDelivery, scope).where(
-        WebhookDelivery.id == delivery_id
-    )
-    original = (await session.execute(statement)).scalar_one_or_none()
+    """Send a delivery's body again as a new delivery (same event, its own id and attempts)."""
+    original = await repository.delivery(session, scope, delivery_id)
     if original is None:
         raise NotifyNotFound(f"id: no webhook delivery {delivery_id}")
     target = await endpoint(session, scope, original.endpoint_id)
@@ -820,7 +1107,7 @@ async def replay_delivery(
         body=original.body,
         status="pending",
         attempts=0,
-        next_attempt_at=now,
+        next_attempt_at=max(now, target.retry_at or now),
         replay_of=original.id,
     )
     session.add(copy)
@@ -834,21 +1121,31 @@ async def upsert_template(
     """Store a tenant's template after checking every field it uses exists for its key."""
     if key not in TemplateKey.__members__.values():
         raise NotifyError(f"key: unknown template {key!r}; one of {', '.join(TemplateKey)}")
+    if not template.subject.strip():
+        raise NotifyError("subject: must not be empty")
+    if not template.text.strip():
+        raise NotifyError("text: must not be empty (mail clients without html show it)")
     try:
         rules.check_template(TemplateKey(key), template)
     except rules.TemplateError as error:
         raise NotifyError(str(error)) from None
-    row = (
-        await session.execute(
-            scoped(select(EmailTemplate), EmailTemplate, scope).where(EmailTemplate.key == key)
-        )
-    ).scalar_one_or_none()
+    row = await repository.template(session, scope, key)
     if row is None:
         row = EmailTemplate(tenant_id=scope.tenant_id, id=uuid.uuid4(), key=key)
         session.add(row)
-    row.subject, row.text_body, row.html_body = template.subject, template.text, template.html
+    row.subject, row.text_body, row.html_body = template.subject, template.text, template.html or None
     await session.flush()
     return row
+
+
+async def reset_template(session: AsyncSession, scope: TenantScope, key: str) -> bool:
+    """Drop the tenant's template for ``key`` (the built-in one applies again); whether there was one."""
+    row = await repository.template(session, scope, key)
+    if row is None:
+        return False
+    await session.delete(row)
+    await session.flush()
+    return True
 
 
 async def set_branding(
@@ -860,13 +1157,16 @@ async def set_branding(
     colour: str,
     footer: str,
 ) -> MailBranding:
+    """The tenant's sender name and address, colour and footer for every e-mail."""
     if not display_name.strip() or len(display_name) > 200:
         raise NotifyError("displayName: 1 to 200 characters")
-    if from_address is not None and not EMAIL.match(from_address):
+    if from_address is not None and (len(from_address) > 320 or not EMAIL.match(from_address)):
         raise NotifyError(f"fromAddress: {from_address!r} is not an e-mail address")
     if not re.fullmatch(r"#[0-9a-fA-F]{6}", colour):
         raise NotifyError(f"colour: {colour!r} is not a #rrggbb colour")
-    row = (await session.execute(scoped(select(MailBranding), MailBranding, scope))).scalar_one_or_none()
+    if len(footer) > 2000:
+        raise NotifyError("footer: at most 2000 characters")
+    row = await repository.branding(session, scope)
     if row is None:
         row = MailBranding(tenant_id=scope.tenant_id, id=uuid.uuid4())
         session.add(row)
@@ -880,6 +1180,15 @@ async def set_branding(
     return row
 
 
+def check_preference(preference: Preference) -> None:
+    """Refuse an unknown category or severity, naming the field."""
+    for index, category in enumerate(sorted(preference.categories or ())):
+        if category not in Category.__members__.values():
+            raise NotifyError(f"categories[{index}]: unknown category {category!r}")
+    if preference.min_severity not in Severity.__members__.values():
+        raise NotifyError(f"minSeverity: unknown severity {preference.min_severity!r}")
+
+
 async def set_preference(
     session: AsyncSession,
     scope: TenantScope,
@@ -888,21 +1197,12 @@ async def set_preference(
     account_id: uuid.UUID | None,
     preference: Preference,
 ) -> NotificationPreference:
-    """A user's own preference, or (``account_id``) the default of every user of a shipper account."""
-    for index, category in enumerate(sorted(preference.categories or ())):
-        if category not in Category.__members__.values():
-            raise NotifyError(f"categories[{index}]: unknown category {category!r}")
-    tenant_wide = TenantScope(scope.tenant_id)
-    owner = (
-        NotificationPreference.user_id == user_id
-        if user_id
-        else NotificationPreference.account_id == account_id
-    )
-    row = (
-        await session.execute(
-            scoped(select(NotificationPreference), NotificationPreference, tenant_wide).where(owner)
-        )
-    ).scalar_one_or_none()
+    """A user's own preference, or (``account_id``) the default of every user of a shipper account. The
+    user must be one of the tenant's (another tenant's answers as unknown)."""
+    check_preference(preference)
+    if user_id is not None and user_id not in await users_by_id(session, scope, [user_id]):
+        raise NotifyNotFound(f"userId: no user {user_id}")
+    row = await repository.preference_of(session, scope, user_id=user_id, account_id=account_id)
     if row is None:
         row = NotificationPreference(
             tenant_id=scope.tenant_id, id=uuid.uuid4(), user_id=user_id, account_id=account_id
@@ -919,22 +1219,7 @@ async def set_preference(
     return row
 
 
-async def preference_for(
-    session: AsyncSession, scope: TenantScope, *, user_id: uuid.UUID | None, account_id: uuid.UUID | None
-) -> NotificationPreference | None:
-    owner = (
-        NotificationPreference.user_id == user_id
-        if user_id
-        else NotificationPreference.account_id == account_id
-    )
-    statement = scoped(select(NotificationPreference), NotificationPreference, TenantScope(scope.tenant_id))
-    return (await session.execute(statement.where(owner))).scalar_one_or_none()
-
-
-async def follow(
-    session: AsyncSession, scope: TenantScope, exception_id: uuid.UUID, user_id: uuid.UUID
-) -> None:
-    """Follow an exception the scope can see (a shipper scope: its own account's)."""
+async def _visible_exception(session: AsyncSession, scope: TenantScope, exception_id: uuid.UUID) -> None:
     visible = await session.execute(
         scoped(select(ShipmentException.id), ShipmentException, scope).where(
             ShipmentException.id == exception_id, ShipmentException.shadow.is_(False)
@@ -942,6 +1227,14 @@ async def follow(
     )
     if visible.first() is None:
         raise NotifyNotFound(f"id: exception {exception_id} not found")
+
+
+async def follow(
+    session: AsyncSession, scope: TenantScope, exception_id: uuid.UUID, user_id: uuid.UUID
+) -> None:
+    """Follow an exception the scope can see (a shipper scope: its own account's); following twice is
+    following once."""
+    await _visible_exception(session, scope, exception_id)
     await session.execute(
         insert(ExceptionFollower)
         .values(tenant_id=scope.tenant_id, exception_id=exception_id, user_id=user_id)
@@ -952,6 +1245,8 @@ async def follow(
 async def unfollow(
     session: AsyncSession, scope: TenantScope, exception_id: uuid.UUID, user_id: uuid.UUID
 ) -> None:
+    """Stop following an exception the scope can see (not following it already is fine)."""
+    await _visible_exception(session, scope, exception_id)
     await session.execute(
         delete(ExceptionFollower).where(
             tenant_condition(ExceptionFollower, scope),
@@ -969,7 +1264,8 @@ async def mark_read(
     *,
     now: dt.datetime,
 ) -> int:
-    """Mark the user's notifications read (``ids`` None: all); how many changed."""
+    """Mark the user's notifications read (``ids`` None: all); how many changed. Another user's ids are
+    ignored, as unknown ones are."""
     statement = update(Notification).where(
         tenant_condition(Notification, scope), Notification.user_id == user_id, Notification.read_at.is_(None)
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 import uuid
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from api.app import create_app
 from api.auth.tokens import TokenService
 from api.graphql.relay import to_global_id
+from api.graphql.schema import schema
 from api.state import AppState
 from domain.db import TenantScope, scoped, scoped_transaction
 from domain.documents.models import ShipmentDocument
@@ -28,6 +30,7 @@ from domain.exceptions.models import (
     Rule,
     ShipmentException,
 )
+from domain.exceptions.rules import CUSTOMER_FIELDS, STAFF_FIELDS
 from domain.outbox.models import OutboxMessage
 from domain.shipments.models import Shipment
 from domain.tenancy.principal import Principal
@@ -732,3 +735,12 @@ async def test_an_exception_page_with_shipment_rule_and_history_costs_the_same_f
     assert all(edge["node"]["rule"]["version"] == 1 and edge["node"]["activities"] for edge in edges)
     # one scoped transaction (scope + query) each for: the page, rules, shipments, accounts, activities
     assert len(for_large) == len(for_small) == 10
+
+
+def test_every_field_of_an_exception_is_decided_customer_or_staff() -> None:
+    """The customer view is decided in one place (``domain.exceptions.rules``): a new field of the type
+    must be put on one side, or this fails."""
+    graphql_type = schema._schema.get_type("ShipmentException")
+    assert graphql_type is not None
+    names = {re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() for name in graphql_type.fields}  # type: ignore[attr-defined]
+    assert names == CUSTOMER_FIELDS | STAFF_FIELDS

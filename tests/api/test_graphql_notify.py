@@ -4,23 +4,30 @@ write time, following; a second tenant and a second shipper account whose data s
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from typing import Any
 
 import httpx
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.auth.tokens import TokenService
-from api.graphql.relay import to_global_id
+from api.graphql.relay import expect_global_id, to_global_id
 from domain.db import TenantScope, scoped, scoped_transaction
 from domain.notify import service
-from domain.notify.models import EmailTemplate, ExceptionFollower, WebhookEndpoint
+from domain.notify.models import EmailTemplate, ExceptionFollower, WebhookAttempt, WebhookEndpoint
+from domain.notify.models import Notification as NotificationRow
+from domain.notify.models import WebhookDelivery as WebhookDeliveryRow
 from domain.outbox.models import OutboxMessage
 from domain.workflow import topics
 from tests.api.graphql_support import gql, partner, staff
 from tests.api.test_graphql_exceptions import staff_user
+from tests.api.test_graphql_shipments import count_statements
 from tests.api.test_graphql_workflow import one_exception, shipper_user
-from tests.shipment_factories import T0, committed_tenant
+from tests.shipment_factories import T0, TenantWorld, committed_tenant
+
+M = dt.timedelta(minutes=1)
 
 CREATE = """
 mutation($input: WebhookEndpointInput!) { createWebhookEndpoint(input: $input) {
@@ -292,3 +299,317 @@ async def test_templates_and_following(
     ] == "NotFoundError"
     assert await count(sessions, world.scope, ExceptionFollower) == 1
     assert await count(sessions, other.scope, ExceptionFollower) == 0
+
+
+async def seed_deliveries(
+    sessions: async_sessionmaker[AsyncSession], world: TenantWorld, endpoint_id: uuid.UUID, n: int
+) -> list[uuid.UUID]:
+    """``n`` deliveries of an endpoint, each with two attempts (a 503, then a 204)."""
+    ids = []
+    async with scoped_transaction(sessions, world.scope) as session:
+        endpoint = await service.endpoint(session, world.scope, endpoint_id)
+        for i in range(n):
+            delivery = WebhookDeliveryRow(
+                tenant_id=world.scope.tenant_id,
+                id=uuid.uuid4(),
+                endpoint_id=endpoint.id,
+                account_id=endpoint.account_id,
+                outbox_id=None,
+                event_type="exception.opened",
+                body={"type": "exception.opened", "n": i},
+                status="delivered",
+                attempts=2,
+                created_at=T0 + i * M,
+            )
+            session.add(delivery)
+            await session.flush()
+            for j, code in enumerate((503, 204)):
+                session.add(
+                    WebhookAttempt(
+                        tenant_id=world.scope.tenant_id,
+                        id=uuid.uuid4(),
+                        delivery_id=delivery.id,
+                        attempted_at=T0 + i * M + j * dt.timedelta(seconds=30),
+                        status_code=code,
+                        duration_ms=12,
+                        response_excerpt="busy" if code == 503 else None,
+                    )
+                )
+            ids.append(delivery.id)
+    return ids
+
+
+DELIVERIES = """
+query($id: ID!, $first: Int) { webhookDeliveries(endpointId: $id, first: $first) {
+  edges { node { id eventType status attemptCount body attempts { statusCode responseExcerpt } } }
+  pageInfo { hasNextPage endCursor }
+} }
+"""
+REPLAY = """
+mutation($id: ID!) { replayWebhookDelivery(id: $id) {
+  __typename ... on ReplayWebhookDeliverySuccess { delivery { status replayOf body } }
+  ... on NotFoundError { message } ... on InvalidInputError { field message }
+} }
+"""
+
+
+async def test_the_delivery_log_and_replay_for_the_endpoint_owner_only(
+    client: httpx.AsyncClient,
+    tokens: TokenService,
+    sessions: async_sessionmaker[AsyncSession],
+    app_engine: AsyncEngine,
+) -> None:
+    world = await committed_tenant(sessions, accounts=2, shipments_per_account=1)
+    other = await committed_tenant(sessions, accounts=1, shipments_per_account=1)
+    admin = await staff_user(sessions, world, "admin")
+    owner = await shipper_user(sessions, world, 0)
+    neighbour = await shipper_user(sessions, world, 1)
+    made = await gql(
+        client,
+        tokens,
+        owner,
+        CREATE,
+        {"input": {"url": "https://acme.example.com/x", "eventTypes": ["exception.opened"]}},
+    )
+    endpoint_gid = made["data"]["createWebhookEndpoint"]["endpoint"]["id"]
+    endpoint_id = expect_global_id(endpoint_gid, "WebhookEndpoint")
+    assert endpoint_id is not None
+    small = await seed_deliveries(sessions, world, endpoint_id, 2)
+
+    with count_statements(app_engine) as for_small:
+        page = (await gql(client, tokens, owner, DELIVERIES, {"id": endpoint_gid, "first": 10}))["data"]
+    edges = page["webhookDeliveries"]["edges"]
+    assert [e["node"]["id"] for e in edges] == [to_global_id("WebhookDelivery", i) for i in reversed(small)]
+    assert edges[0]["node"]["attempts"] == [
+        {"statusCode": 503, "responseExcerpt": "busy"},
+        {"statusCode": 204, "responseExcerpt": None},
+    ]
+    await seed_deliveries(sessions, world, endpoint_id, 8)
+    with count_statements(app_engine) as for_large:
+        page = (await gql(client, tokens, owner, DELIVERIES, {"id": endpoint_gid, "first": 10}))["data"]
+    assert len(page["webhookDeliveries"]["edges"]) == 10
+    assert all(len(e["node"]["attempts"]) == 2 for e in page["webhookDeliveries"]["edges"])
+    # one transaction (scope + endpoint + page) and one for every page's attempts, whatever the page size
+    assert len(for_large) == len(for_small) == 5
+
+    assert (await gql(client, tokens, admin, DELIVERIES, {"id": endpoint_gid}))["data"]["webhookDeliveries"][
+        "edges"
+    ] != []
+    for stranger in (neighbour, await staff_user(sessions, other, "admin")):
+        seen = await gql(client, tokens, stranger, DELIVERIES, {"id": endpoint_gid})
+        assert seen["data"]["webhookDeliveries"]["edges"] == []
+        replayed = await gql(
+            client, tokens, stranger, REPLAY, {"id": to_global_id("WebhookDelivery", small[0])}
+        )
+        assert replayed["data"]["replayWebhookDelivery"] == {
+            "__typename": "NotFoundError",
+            "message": f"no webhook delivery {small[0]}",
+        }
+    replayed = await gql(client, tokens, owner, REPLAY, {"id": to_global_id("WebhookDelivery", small[0])})
+    assert replayed["data"]["replayWebhookDelivery"] == {
+        "__typename": "ReplayWebhookDeliverySuccess",
+        "delivery": {
+            "status": "pending",
+            "replayOf": to_global_id("WebhookDelivery", small[0]),
+            "body": {"type": "exception.opened", "n": 0},
+        },
+    }
+    assert await count(sessions, world.scope, WebhookDeliveryRow) == 11
+    assert await count(sessions, other.scope, WebhookDeliveryRow) == 0
+
+
+async def test_lists_cost_the_same_statements_for_few_or_many(
+    client: httpx.AsyncClient,
+    tokens: TokenService,
+    sessions: async_sessionmaker[AsyncSession],
+    app_engine: AsyncEngine,
+) -> None:
+    world = await committed_tenant(sessions, accounts=1, shipments_per_account=1)
+    admin = await staff_user(sessions, world, "admin")
+
+    async def notify_admin(n: int, since: dt.datetime) -> None:
+        async with scoped_transaction(sessions, world.scope) as session:
+            for i in range(n):
+                session.add(
+                    NotificationRow(
+                        tenant_id=world.scope.tenant_id,
+                        id=uuid.uuid4(),
+                        user_id=admin.subject_id,
+                        topic="exception.opened",
+                        severity="high",
+                        title=f"New exception {i}",
+                        body="DEPARTED is late.",
+                        in_app=True,
+                        created_at=since + i * M,
+                    )
+                )
+
+    async def endpoints(n: int) -> None:
+        async with scoped_transaction(sessions, world.scope) as session:
+            for i in range(n):
+                draft = service.EndpointDraft(f"https://tms{i}.example.com/x", ["exception.opened"])
+                await service.create_endpoint(session, world.scope, draft, development=False)
+
+    notifications = "query($n: Int) { notifications(first: $n) { unreadCount edges { node { id title } } } }"
+    endpoint_list = "{ webhookEndpoints { id url eventTypes accountId enabled retryAt } }"
+    await notify_admin(3, T0)
+    await endpoints(2)
+    with count_statements(app_engine) as few:
+        assert (
+            len((await gql(client, tokens, admin, notifications, {"n": 3}))["data"]["notifications"]["edges"])
+            == 3
+        )
+        assert len((await gql(client, tokens, admin, endpoint_list))["data"]["webhookEndpoints"]) == 2
+    await notify_admin(30, T0 + dt.timedelta(days=1))
+    await endpoints(20)
+    with count_statements(app_engine) as many:
+        page = (await gql(client, tokens, admin, notifications, {"n": 30}))["data"]["notifications"]
+        assert (len(page["edges"]), page["unreadCount"]) == (30, 33)
+        assert len((await gql(client, tokens, admin, endpoint_list))["data"]["webhookEndpoints"]) == 22
+    # notifications: scope + page + unread count; endpoints: scope + list
+    assert len(many) == len(few) == 5
+
+    paged = "query($after: String, $unread: Boolean) { notifications(first: 30, after: $after, unreadOnly: $unread) { edges { node { id title readAt } } pageInfo { hasNextPage endCursor } } }"
+    first_page = (await gql(client, tokens, admin, paged))["data"]["notifications"]
+    assert first_page["pageInfo"]["hasNextPage"] is True
+    assert [e["node"]["title"] for e in first_page["edges"]][:2] == ["New exception 29", "New exception 28"]
+    rest = (await gql(client, tokens, admin, paged, {"after": first_page["pageInfo"]["endCursor"]}))["data"]
+    assert [e["node"]["title"] for e in rest["notifications"]["edges"]] == [
+        "New exception 2",
+        "New exception 1",
+        "New exception 0",
+    ]
+    assert rest["notifications"]["pageInfo"]["hasNextPage"] is False
+    newest = first_page["edges"][0]["node"]["id"]
+    read = "mutation($ids: [ID!]) { markNotificationsRead(ids: $ids) { ... on NotifyDone { count } } }"
+    assert (await gql(client, tokens, admin, read, {"ids": [newest]}))["data"]["markNotificationsRead"] == {
+        "count": 1
+    }
+    unread = (await gql(client, tokens, admin, paged, {"unread": True}))["data"]["notifications"]["edges"]
+    assert newest not in [e["node"]["id"] for e in unread]
+    assert len(unread) == 30
+
+
+PREFS = """query($user: ID) { notificationPreferences(userId: $user) {
+  mine { minSeverity email inApp delivery categories isDefault } account { email isDefault } } }"""
+SET_PREFS = """mutation($input: NotificationPreferenceInput!, $user: ID, $forAccount: Boolean) {
+  updateNotificationPreferences(input: $input, userId: $user, forAccount: $forAccount) {
+    __typename ... on NotificationPreferenceSuccess { preference { minSeverity inApp delivery } }
+    ... on InvalidInputError { field message } } }"""
+
+
+async def test_admins_set_a_colleagues_preferences_and_shippers_their_accounts(
+    client: httpx.AsyncClient,
+    tokens: TokenService,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    world = await committed_tenant(sessions, accounts=1, shipments_per_account=1)
+    other = await committed_tenant(sessions, accounts=1, shipments_per_account=1)
+    admin = await staff_user(sessions, world, "admin")
+    ops = await staff_user(sessions, world, "operations")
+    stranger = await staff_user(sessions, other, "operations")
+    owner = await shipper_user(sessions, world, 0)
+    quiet = {"minSeverity": "high", "inApp": False, "delivery": "DIGEST"}
+
+    foreign = to_global_id("User", stranger.subject_id)
+    refused = await gql(client, tokens, admin, SET_PREFS, {"input": quiet, "user": foreign})
+    assert refused["data"]["updateNotificationPreferences"] == {
+        "__typename": "InvalidInputError",
+        "field": "userId",
+        "message": f"userId: no user {foreign}",
+    }
+    assert (await gql(client, tokens, admin, PREFS, {"user": foreign}))["data"][
+        "notificationPreferences"
+    ] is None
+    colleague = to_global_id("User", ops.subject_id)
+    done = await gql(client, tokens, admin, SET_PREFS, {"input": quiet, "user": colleague})
+    assert done["data"]["updateNotificationPreferences"]["preference"] == quiet
+    assert (await gql(client, tokens, ops, PREFS))["data"]["notificationPreferences"]["mine"] == {
+        "minSeverity": "high",
+        "email": True,
+        "inApp": False,
+        "delivery": "DIGEST",
+        "categories": None,
+        "isDefault": False,
+    }
+    not_admin = await gql(
+        client, tokens, ops, SET_PREFS, {"input": quiet, "user": to_global_id("User", admin.subject_id)}
+    )
+    assert not_admin["errors"][0]["extensions"] == {"code": "FORBIDDEN"}
+    bad = await gql(client, tokens, ops, SET_PREFS, {"input": {"minSeverity": "urgent"}})
+    assert bad["data"]["updateNotificationPreferences"] == {
+        "__typename": "InvalidInputError",
+        "field": "minSeverity",
+        "message": "minSeverity: unknown severity 'urgent'",
+    }
+    staff_account = await gql(client, tokens, ops, SET_PREFS, {"input": quiet, "forAccount": True})
+    assert staff_account["data"]["updateNotificationPreferences"]["field"] == "forAccount"
+
+    shipper_default = await gql(client, tokens, owner, PREFS)
+    assert shipper_default["data"]["notificationPreferences"] == {
+        "mine": {
+            "minSeverity": "low",
+            "email": True,
+            "inApp": True,
+            "delivery": "IMMEDIATE",
+            "categories": None,
+            "isDefault": True,
+        },
+        "account": {"email": True, "isDefault": True},
+    }
+    account_wide = await gql(
+        client, tokens, owner, SET_PREFS, {"input": {"email": False}, "forAccount": True}
+    )
+    assert (
+        account_wide["data"]["updateNotificationPreferences"]["__typename"] == "NotificationPreferenceSuccess"
+    )
+    after = (await gql(client, tokens, owner, PREFS))["data"]["notificationPreferences"]
+    assert (after["mine"]["isDefault"], after["account"]) == (True, {"email": False, "isDefault": False})
+
+
+async def test_branding_and_unfollowing_refuse_what_is_not_there(
+    client: httpx.AsyncClient,
+    tokens: TokenService,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    world = await committed_tenant(sessions, accounts=2, shipments_per_account=1)
+    admin = await staff_user(sessions, world, "admin")
+    branding = """mutation($from: String) { setMailBranding(displayName: "Northwind", fromAddress: $from) {
+      __typename ... on MailBrandingSuccess { branding { displayName fromAddress colour } }
+      ... on InvalidInputError { field message } } }"""
+    bad = await gql(client, tokens, admin, branding, {"from": "alerts@@northwind"})
+    assert bad["data"]["setMailBranding"] == {
+        "__typename": "InvalidInputError",
+        "field": "fromAddress",
+        "message": "fromAddress: 'alerts@@northwind' is not an e-mail address",
+    }
+    good = await gql(client, tokens, admin, branding, {"from": "alerts@northwind.example"})
+    assert good["data"]["setMailBranding"]["branding"] == {
+        "displayName": "Northwind",
+        "fromAddress": "alerts@northwind.example",
+        "colour": "#1f6feb",
+    }
+    assert (await gql(client, tokens, admin, "{ mailBranding { displayName fromAddress } }"))["data"] == {
+        "mailBranding": {"displayName": "Northwind", "fromAddress": "alerts@northwind.example"}
+    }
+
+    case = await one_exception(sessions, world)
+    neighbour = await shipper_user(sessions, world, 1)
+    unfollow = (
+        "mutation($id: ID!) { unfollowException(id: $id) { __typename ... on NotFoundError { message } } }"
+    )
+    assert (await gql(client, tokens, neighbour, unfollow, {"id": case}))["data"]["unfollowException"] == {
+        "__typename": "NotFoundError",
+        "message": f"no exception {case}",
+    }
+    follow = "mutation($id: ID!) { followException(id: $id) { __typename } }"
+    assert (await gql(client, tokens, admin, follow, {"id": case}))["data"]["followException"] == {
+        "__typename": "NotifyDone"
+    }
+    assert await count(sessions, world.scope, ExceptionFollower) == 1
+    assert (await gql(client, tokens, admin, unfollow, {"id": case}))["data"]["unfollowException"] == {
+        "__typename": "NotifyDone"
+    }
+    assert await count(sessions, world.scope, ExceptionFollower) == 0
+    client_denied = await gql(client, tokens, partner(world, "exceptions:read"), follow, {"id": case})
+    assert client_denied["errors"][0]["extensions"] == {"code": "FORBIDDEN"}

@@ -90,18 +90,21 @@ def test_rows_nobody_should_hear_about_are_left_out() -> None:
     assert found == []
 
 
-def test_only_a_comment_for_the_customer_is_customer_visible() -> None:
+def test_only_a_comment_for_the_customer_is_customer_visible_and_staff_changes_are_not() -> None:
     found = changes_of(
         rows(
             (topics.COMMENTED, exception_payload(customer_visible=True)),
             (topics.COMMENTED, exception_payload(customer_visible=False)),
             (topics.COMMENTED, exception_payload()),
+            (topics.ACKNOWLEDGED, exception_payload()),
             (topics.ASSIGNED, exception_payload()),
+            (topics.ESCALATED, exception_payload()),
         ),
         EXCEPTIONS,
         SHIPMENTS,
     )
-    assert [change.customer_visible for change in found] == [True, False, False, True]
+    # the decision is domain.exceptions.rules.customer_sees_change, shared with notifications
+    assert [change.customer_visible for change in found] == [True, False, False, True, False, False]
 
 
 def test_live_topics_are_every_exception_topic_and_timeline_changes() -> None:

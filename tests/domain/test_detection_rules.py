@@ -382,3 +382,49 @@ def test_severity_never_drops_when_one_factor_grows(
     before = priority_score(category, base, lateness)
     after = priority_score(category, more, grown)
     assert 0 <= before <= after <= 100
+
+
+# --- what the exception's shipper sees -------------------------------------------------------------------
+
+
+def test_the_customer_view_keeps_customer_fields_only_and_the_evidence_without_the_rule() -> None:
+    assert rules.CUSTOMER_FIELDS.isdisjoint(rules.STAFF_FIELDS)
+    staff = {
+        "id": "e1",
+        "type": "MILESTONE_LATE",
+        "status": "open",
+        "explanation": "DEPARTED is late.",
+        "evidence": {"rule": {"id": "r1", "parameters": {"tolerance_hours": 6}}, "planned_at": "2026-11-05"},
+        "assignee": "u1",
+        "assignee_team": "t1",
+        "group": "g1",
+        "respond_by": "2026-11-01T10:00:00+00:00",
+        "internal_note": "never",  # a field nobody decided on is dropped, not passed on
+    }
+    assert rules.customer_view(staff) == {
+        "id": "e1",
+        "type": "MILESTONE_LATE",
+        "status": "open",
+        "explanation": "DEPARTED is late.",
+        "evidence": {"planned_at": "2026-11-05"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "seen"),
+    [
+        ("exception.opened", {}, True),
+        ("exception.updated", {}, True),
+        ("exception.acknowledged", {}, True),
+        ("exception.status_changed", {"from_status": "acknowledged"}, True),
+        ("exception.resolved", {"outcome": "delivered_late"}, True),
+        ("exception.customer_notice", {"template": "documents_requested"}, True),
+        ("exception.assigned", {"assignee_user_id": "u"}, False),
+        ("exception.escalated", {"step": 1}, False),
+        ("exception.commented", {"customer_visible": False}, False),
+        ("exception.commented", {"customer_visible": "yes"}, False),  # only a real true
+        ("exception.commented", {"customer_visible": True}, True),
+    ],
+)
+def test_which_changes_a_shipper_may_learn_of(topic: str, payload: dict[str, object], seen: bool) -> None:
+    assert rules.customer_sees_change(topic, payload) is seen

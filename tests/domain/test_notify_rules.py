@@ -9,7 +9,6 @@ import hashlib
 import hmac
 
 import pytest
-from jinja2.exceptions import SecurityError
 
 from domain.notify import rules
 from domain.notify.rules import Delivery, Preference, Template, TemplateError, TemplateKey
@@ -71,6 +70,44 @@ def test_the_signature_of_the_standard_webhooks_example() -> None:
             False,
             "url: credentials in the URL are not allowed; the signature authenticates us",
         ),
+        # private and local hosts outside development: no requests into the network Milepost runs in
+        (
+            "https://169.254.169.254/latest/meta-data",
+            False,
+            "url: 169.254.169.254 is a local or private address; webhooks go to public hosts",
+        ),
+        (
+            "https://10.1.2.3/hook",
+            False,
+            "url: 10.1.2.3 is a local or private address; webhooks go to public hosts",
+        ),
+        (
+            "https://[::ffff:127.0.0.1]/hook",
+            False,
+            "url: ::ffff:127.0.0.1 is a local or private address; webhooks go to public hosts",
+        ),
+        (
+            "https://[fd00::1]/hook",
+            False,
+            "url: fd00::1 is a local or private address; webhooks go to public hosts",
+        ),
+        (
+            "https://localhost/hook",
+            False,
+            "url: localhost is a local or private address; webhooks go to public hosts",
+        ),
+        (
+            "https://db.internal/hook",
+            False,
+            "url: db.internal is a local or private address; webhooks go to public hosts",
+        ),
+        ("https://10.1.2.3/hook", True, None),
+        ("https://8.8.8.8/hook", False, None),
+        (
+            "https://hooks.example.com:99999/x",
+            False,
+            "url: 'https://hooks.example.com:99999/x' has an invalid port",
+        ),
     ],
 )
 def test_webhook_urls(url: str, development: bool, problem: str | None) -> None:
@@ -99,6 +136,11 @@ def test_retries_back_off_exponentially_honour_retry_after_and_stop() -> None:
     assert rules.retry_after("99999999", T0) == rules.MAX_DELAY  # capped
     assert rules.retry_after("soon", T0) is None
     assert rules.retry_after(None, T0) is None
+    # an endpoint pauses on the same schedule, without an end to its attempts
+    assert rules.endpoint_pause(1, T0, None) == T0 + dt.timedelta(seconds=30)
+    assert rules.endpoint_pause(9, T0, None) == T0 + dt.timedelta(seconds=30 * 256)
+    assert rules.endpoint_pause(40, T0, None) == T0 + rules.MAX_DELAY
+    assert rules.endpoint_pause(1, T0, dt.timedelta(minutes=5)) == T0 + dt.timedelta(minutes=5)
 
 
 def test_preferences_and_their_defaults() -> None:
@@ -130,24 +172,21 @@ def test_a_shipper_hears_only_customer_topics_and_comments_meant_for_it() -> Non
     assert rules.customer_may_hear("exception.opened", {})
     assert not rules.customer_may_hear("exception.assigned", {})
     assert not rules.customer_may_hear("exception.escalated", {})
+    assert not rules.customer_may_hear("exception.acknowledged", {})  # not worth a mail; webhooks may take it
     assert not rules.customer_may_hear("exception.commented", {"customer_visible": False})
+    assert not rules.customer_may_hear("exception.commented", {})
     assert rules.customer_may_hear("exception.commented", {"customer_visible": True})
-    view = rules.customer_view(
+    assert rules.EVENT_TYPES - {"exception.assigned", "exception.escalated"} == rules.ACCOUNT_EVENT_TYPES
+    assert rules.customer_change(
         {
-            "id": "1",
-            "type": "MILESTONE_LATE",
-            "category": "delay",
-            "severity": "high",
-            "status": "open",
-            "key": "DEPARTED",
-            "explanation": "late",
-            "first_seen_at": "2026-11-01T08:00:00+00:00",
-            "evidence": {"rule": {"id": "r", "parameters": {}}, "planned_at": "x"},
-            "note": "internal",
+            "exception_id": "e",
+            "status": "resolved",
+            "outcome": "delivered_late",
+            "root_cause": "carrier",
+            "target_user_ids": ["u"],
+            "reason": "not acknowledged",
         }
-    )
-    assert view["evidence"] == {"planned_at": "x"}
-    assert "note" not in view
+    ) == {"exception_id": "e", "status": "resolved", "outcome": "delivered_late"}
 
 
 def test_templates_are_checked_against_their_fields_at_write_time() -> None:
@@ -178,6 +217,25 @@ def test_templates_are_checked_against_their_fields_at_write_time() -> None:
         rules.check_template(
             TemplateKey.DIGEST, Template("x", "{% for item in items %}{{ item.secret }}{% endfor %}")
         )
+    rules.check_template(
+        TemplateKey.DIGEST,
+        Template("x", "{% for item in items %}{{ loop.index }}. {{ item.title|upper }}{% endfor %}"),
+    )
+    # a field reached another way than by its name is refused all the same
+    with pytest.raises(
+        TemplateError, match=r"^text: exception.cost is not a field of exception_opened templates$"
+    ):
+        rules.check_template(TemplateKey.EXCEPTION_OPENED, Template("x", "{{ exception['cost'] }}"))
+    with pytest.raises(TemplateError, match=r"^text: 'dict object' has no attribute 'cost' \(fields: brand"):
+        rules.check_template(
+            TemplateKey.EXCEPTION_OPENED, Template("x", "{% set e = exception %}{{ e.cost }}")
+        )
+    with pytest.raises(TemplateError, match=r"^html: link.__class__ is not a field"):
+        rules.check_template(TemplateKey.EXCEPTION_OPENED, Template("x", "y", "{{ link.__class__ }}"))
+    with pytest.raises(TemplateError, match=r"^subject: 'loop' is not a field"):
+        rules.check_template(TemplateKey.EXCEPTION_OPENED, Template("{{ loop.index }}", "y"))
+    assert "exception.explanation" in rules.fields_of(TemplateKey.EXCEPTION_OPENED)
+    assert "reason" not in rules.fields_of(TemplateKey.EXCEPTION_OPENED)
 
 
 def test_rendering_escapes_html_and_the_sandbox_refuses_python_internals() -> None:
@@ -188,5 +246,26 @@ def test_rendering_escapes_html_and_the_sandbox_refuses_python_internals() -> No
     mail = rules.render(template, context)
     assert mail.text == "<script>alert(1)</script>"
     assert mail.html == "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>"
-    with pytest.raises(SecurityError):
-        rules.render(Template("x", "{{ link.__class__.__mro__ }}"), {"link": "a"})
+    # the sandbox gives nothing of Python's internals (such a template is refused when written, too)
+    assert rules.render(Template("x", "{{ link.__class__.__mro__ }}"), {"link": "a"}).text == ""
+    assert rules.render(Template("x", '{{ "{0.__class__}".format(link) }}'), {"link": "a"}).text == ""
+    with pytest.raises(TemplateError, match="not allowed in a template"):  # refused when written
+        rules.check_template(TemplateKey.EXCEPTION_OPENED, Template("x", "{{ link * 10**9 }}"))
+
+
+def test_mail_without_html_gets_the_text_in_the_tenants_branded_layout() -> None:
+    template = Template("{{ exception.type }}", "Late: {{ exception.explanation }}\n{{ link }}\n")
+    context = {
+        "brand": {"name": "Northwind & Co", "colour": "#003366"},
+        "exception": {"type": "X", "explanation": "<b>late</b>", "key": None},
+        "link": "https://milepost.example/track/BK1",
+    }
+    mail = rules.render(template, context)
+    assert mail.text == "Late: <b>late</b>\nhttps://milepost.example/track/BK1\n"
+    assert mail.html is not None
+    assert '<div style="background:#003366;color:#ffffff;' in mail.html
+    assert "Northwind &amp; Co</div>" in mail.html
+    assert "Late: &lt;b&gt;late&lt;/b&gt;" in mail.html
+    assert '<a href="https://milepost.example/track/BK1"' in mail.html
+    # an absent value prints nothing rather than "None"
+    assert rules.render(Template("[{{ exception.key }}]", "x"), context).subject == "[]"

@@ -34,6 +34,7 @@ from domain.documents.models import ShipmentDocument as ShipmentDocumentRow
 from domain.exceptions import models, taxonomy
 from domain.exceptions.repository import AnyNotice
 from domain.exceptions.repository import ExceptionOrder as ExceptionOrderValue
+from domain.exceptions.rules import customer_evidence, customer_sees
 from domain.exceptions.service import BacktestReport as BacktestReportValue
 from domain.workflow import rules as workflow_rules
 from domain.workflow.repository import history, status_changes
@@ -63,6 +64,12 @@ GroupStatus = strawberry.enum(
 
 def _is_shipper(info: strawberry.Info[Context, None]) -> bool:
     return info.context.principal.is_shipper
+
+
+def _hidden(info: strawberry.Info[Context, None], field: str) -> bool:
+    """Whether ``field`` is withheld from this viewer: a shipper and a staff field (the decision is the
+    domain's, ``domain.exceptions.rules.CUSTOMER_FIELDS``, shared with notifications)."""
+    return _is_shipper(info) and not customer_sees(field)
 
 
 @strawberry.type(description="A detection rule version: thresholds and scope for one exception type.")
@@ -246,10 +253,7 @@ class ShipmentException(Node):
         "(staff only) the rule with its parameters."
     )
     def evidence(self, info: strawberry.Info[Context, None]) -> JSON:
-        evidence = self.row.evidence
-        if _is_shipper(info):
-            evidence = {key: value for key, value in evidence.items() if key != "rule"}
-        return cast(JSON, evidence)
+        return cast(JSON, customer_evidence(self.row.evidence) if _is_shipper(info) else self.row.evidence)
 
     @strawberry.field(description="How often the facts changed while it stayed open (1 for a new one).")
     def occurrences(self) -> int:
@@ -285,14 +289,14 @@ class ShipmentException(Node):
 
     @strawberry.field(description="The exact rule version that raised it (null for shippers).")
     async def rule(self, info: strawberry.Info[Context, None]) -> Rule | None:
-        if self.row.rule_id is None or _is_shipper(info):
+        if self.row.rule_id is None or _hidden(info, "rule"):
             return None
         row = await info.context.loaders.rule.load(self.row.rule_id)
         return rule_node(row) if row is not None else None
 
     @strawberry.field(description="The cause group it belongs to (null for shippers).")
     async def group(self, info: strawberry.Info[Context, None]) -> ExceptionGroup | None:
-        if self.row.group_id is None or _is_shipper(info):
+        if self.row.group_id is None or _hidden(info, "group"):
             return None
         row = await info.context.loaders.group.load(self.row.group_id)
         return group_node(row) if row is not None else None
@@ -320,14 +324,14 @@ class ShipmentException(Node):
 
     @strawberry.field(description="The staff user it is assigned to (null for shippers).")
     async def assignee(self, info: strawberry.Info[Context, None]) -> StaffUser | None:
-        if self.row.assignee_user_id is None or _is_shipper(info):
+        if self.row.assignee_user_id is None or _hidden(info, "assignee"):
             return None
         row = await info.context.loaders.user.load(self.row.assignee_user_id)
         return user_node(row) if row is not None else None
 
     @strawberry.field(description="The team it is assigned to (null for shippers).")
     async def assignee_team(self, info: strawberry.Info[Context, None]) -> Team | None:
-        if self.row.assignee_team_id is None or _is_shipper(info):
+        if self.row.assignee_team_id is None or _hidden(info, "assignee_team"):
             return None
         row = await info.context.loaders.team.load(self.row.assignee_team_id)
         return team_node(row) if row is not None else None
@@ -338,19 +342,19 @@ class ShipmentException(Node):
 
     @strawberry.field(description="Acknowledge by this time (its severity's and tier's target; staff only).")
     def respond_by(self, info: strawberry.Info[Context, None]) -> dt.datetime | None:
-        return None if _is_shipper(info) else self.row.respond_by
+        return None if _hidden(info, "respond_by") else self.row.respond_by
 
     @strawberry.field(description="Resolve by this time (staff only).")
     def resolve_by(self, info: strawberry.Info[Context, None]) -> dt.datetime | None:
-        return None if _is_shipper(info) else self.row.resolve_by
+        return None if _hidden(info, "resolve_by") else self.row.resolve_by
 
     @strawberry.field(description="Escalation steps fired in this opening (staff only).")
     def escalation_steps_fired(self, info: strawberry.Info[Context, None]) -> int | None:
-        return None if _is_shipper(info) else self.row.escalation_steps_fired
+        return None if _hidden(info, "escalation_steps_fired") else self.row.escalation_steps_fired
 
     @strawberry.field(description="When the next escalation step is due (staff only).")
     def next_escalation_at(self, info: strawberry.Info[Context, None]) -> dt.datetime | None:
-        return None if _is_shipper(info) else self.row.next_escalation_at
+        return None if _hidden(info, "next_escalation_at") else self.row.next_escalation_at
 
     @strawberry.field(description="Its latest structured resolution (shippers see outcome and time).")
     async def resolution(self, info: strawberry.Info[Context, None]) -> ExceptionResolution | None:
@@ -359,7 +363,7 @@ class ShipmentException(Node):
 
     @strawberry.field(description="The playbook that applies and the actions taken so far (staff only).")
     async def playbook(self, info: strawberry.Info[Context, None]) -> ExceptionPlaybook | None:
-        if _is_shipper(info):
+        if _hidden(info, "playbook"):
             return None
         loaders = info.context.loaders
         shipment = await loaders.shipment.load(self.row.shipment_id)
