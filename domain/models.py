@@ -25,7 +25,8 @@ from domain.notify.models import (
 )
 from domain.outbox.models import OutboxMessage
 from domain.shipments.models import Leg, Milestone, MilestoneTemplate, Shipment, ShipmentReference
-from domain.tenancy.models import Account, ApiClient, Team, TeamMember, Tenant, User
+from domain.signing.models import SigningKey
+from domain.tenancy.models import Account, ApiClient, CredentialRevocation, Team, TeamMember, Tenant, User
 from domain.tracking.models import CodeMapping, IngestEndpoint, IngestMessage, TrackingEvent
 from domain.workflow.models import (
     AssignmentRule,
@@ -42,6 +43,7 @@ __all__ = [
     "Base",
     "Carrier",
     "CodeMapping",
+    "CredentialRevocation",
     "DeadLetter",
     "DisruptionNotice",
     "EmailMessage",
@@ -68,6 +70,7 @@ __all__ = [
     "ShipmentDocument",
     "ShipmentException",
     "ShipmentReference",
+    "SigningKey",
     "Team",
     "TeamMember",
     "Tenant",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -37,6 +39,18 @@ def env_name(field_or_alias: str) -> str:
     return f"MILEPOST_{field_or_alias.upper()}"
 
 
+@contextlib.contextmanager
+def refuse_credentials_errors() -> Iterator[None]:
+    """A signing set-up problem (key-encryption key file) as one line and exit status 2."""
+    from milepost.credentials import CredentialsError
+
+    try:
+        yield
+    except CredentialsError as error:
+        click.echo(f"error: {error}", err=True)
+        raise SystemExit(2) from None
+
+
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
@@ -57,7 +71,8 @@ def serve(host: str, port: int) -> None:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     runtime = prepare(settings)
-    asyncio.run(run_server(runtime, host, port))
+    with refuse_credentials_errors():
+        asyncio.run(run_server(runtime, host, port))
 
 
 @main.command()

@@ -13,8 +13,10 @@ import structlog
 import uvicorn
 
 from api.app import create_app
-from api.auth.tokens import TokenService, load_or_create_key
+from api.auth.watch import CredentialWatch
+from api.live import listen_dsn
 from api.state import AppState
+from milepost.credentials import prepare_signing, token_service
 from milepost.database import (
     Database,
     create_engine,
@@ -63,22 +65,33 @@ async def run_outbox(state: AppState, stopping: asyncio.Event) -> None:
     await run_background(state.engine, state.sessions, state.settings, stopping)
 
 
-def build_state(runtime: Runtime) -> AppState:
+async def build_state(runtime: Runtime) -> tuple[AppState, CredentialWatch]:
+    """The app state, with signing ready (a first key created if there is none), and the watch that keeps
+    this process's revocations and keys current."""
     settings = runtime.settings
     engine = create_engine(runtime.database.app_url, settings)
-    tokens = TokenService(
-        load_or_create_key(settings.signing_key_path),
-        issuer=settings.public_url,
-        audience=settings.jwt_audience,
-        ttl_seconds=settings.access_token_ttl_seconds,
+    sessions = session_factory(engine)
+    try:
+        kek = await prepare_signing(settings, sessions)
+        tokens = await token_service(settings, sessions, kek)
+    except BaseException:
+        await engine.dispose()
+        raise
+    watch = CredentialWatch(
+        tokens,
+        sessions,
+        listen_dsn(engine.url),
+        kek,
+        refresh_seconds=settings.credentials_refresh_seconds,
     )
-    return AppState(
+    state = AppState(
         settings=settings,
         engine=engine,
-        sessions=session_factory(engine),
+        sessions=sessions,
         tokens=tokens,
         expected_revision=head_revision(),
     )
+    return state, watch
 
 
 class _Server(uvicorn.Server):
@@ -105,15 +118,16 @@ async def serve(
     run inside this process too, stopping after the other background tasks so they finish what was queued.
     """
     background = [*(background or []), *start_workers(runtime)]
-    state = build_state(runtime)
-    app = create_app(state)
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on", access_log=False)
-    server = _Server(config)
-    stopping = asyncio.Event()
     async with AsyncExitStack() as stack:
         stack.callback(runtime.database.stop)
+        state, watch = await build_state(runtime)
         stack.push_async_callback(state.engine.dispose)
-        tasks = [asyncio.create_task(task(state, stopping)) for task in background]
+        app = create_app(state)
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on", access_log=False)
+        server = _Server(config)
+        stopping = asyncio.Event()
+        tasks = [asyncio.create_task(watch.run(stopping))]
+        tasks += [asyncio.create_task(task(state, stopping)) for task in background]
         if on_ready is not None:
             await on_ready(state)
         log.info("listening", url=f"http://{host}:{port}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -45,8 +45,15 @@ class Settings(BaseSettings):
 
     public_url: str = "http://127.0.0.1:8000"
     jwt_audience: str = "milepost-api"
+    # signing keys live in the database, their private halves sealed under this key (a file every API
+    # process and the CLI share); the PEM of jwt_signing_key_file, if present, becomes the first key
+    jwt_key_encryption_key_file: Path | None = None
     jwt_signing_key_file: Path | None = None
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86400)
+    access_token_max_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
+    client_secret_grace_hours: float = Field(default=24.0, ge=0, le=720)
+    # how old an API process's copy of revocations and signing keys may get when a NOTIFY is missed
+    credentials_refresh_seconds: float = Field(default=15.0, ge=1, le=3600)
 
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     graphql_max_page_size: int = Field(default=100, ge=1, le=1000)
@@ -101,6 +108,19 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s):// URL")
         return value.rstrip("/")
 
+    @field_validator("access_token_max_ttl_seconds")
+    @classmethod
+    def _max_ttl(cls, value: int, info: ValidationInfo) -> int:
+        default = info.data.get("access_token_ttl_seconds")
+        if default is not None and value < default:
+            raise ValueError(f"must be at least MILEPOST_ACCESS_TOKEN_TTL_SECONDS ({default})")
+        return value
+
     @property
     def signing_key_path(self) -> Path:
+        """The PEM key earlier versions signed with; imported as the first key when there is none."""
         return self.jwt_signing_key_file or self.data_dir / "jwt-signing-key.pem"
+
+    @property
+    def key_encryption_key_path(self) -> Path:
+        return self.jwt_key_encryption_key_file or self.data_dir / "jwt-key-encryption.key"

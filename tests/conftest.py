@@ -22,8 +22,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from api.app import create_app
-from api.auth.tokens import TokenService, load_or_create_key
+from api.auth.tokens import TokenService
 from api.state import AppState
+from milepost.credentials import prepare_signing, token_service
 from milepost.database import Database, embedded_server, head_revision, libpq_url, migrate, sqlalchemy_url
 from milepost.settings import Settings
 
@@ -123,13 +124,17 @@ async def session(app_engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
 
 
 @pytest.fixture(scope="session")
-def tokens(settings: Settings) -> TokenService:
-    return TokenService(
-        load_or_create_key(settings.signing_key_path),
-        issuer=settings.public_url,
-        audience=settings.jwt_audience,
-        ttl_seconds=settings.access_token_ttl_seconds,
-    )
+async def key_encryption_key(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> bytes:
+    """The KEK in the test data folder, with a first signing key in the worker's database."""
+    return await prepare_signing(settings, sessions)
+
+
+@pytest.fixture(scope="session")
+async def tokens(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], key_encryption_key: bytes
+) -> TokenService:
+    """The token service the app uses, loaded as an API process loads it at start-up."""
+    return await token_service(settings, sessions, key_encryption_key)
 
 
 @pytest.fixture(scope="session")

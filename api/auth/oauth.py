@@ -1,15 +1,18 @@
-"""``POST /oauth/token``: OAuth2 client credentials (RFC 6749 §4.4) on Authlib's server framework.
+"""``POST /oauth/token`` (OAuth2 client credentials, RFC 6749 §4.4) and ``POST /oauth/revoke`` (RFC 7009)
+on Authlib's server framework.
 
-Authlib's server is synchronous and our database is not, so a request is handled in two steps: first the
+Authlib's server is synchronous and our database is not, so a request is handled in steps: first the
 body is parsed and the client's credentials are verified asynchronously (one transaction; the argon2 check
-happens there), then a per-request :class:`TokenServer` runs Authlib's client authentication, grant and
-scope checks with a ``query_client`` that can only return that pre-verified client — no I/O inside Authlib.
+happens there), then a per-request :class:`TokenServer` runs Authlib's client authentication, grant, scope
+and revocation checks with a ``query_client`` that can only return that pre-verified client — no I/O
+inside Authlib. A revocation Authlib accepted is then written in a transaction of its own.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hmac
 import re
 from collections.abc import Mapping
@@ -35,25 +38,32 @@ from authlib.oauth2.rfc6749.errors import (
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6749.util import list_to_scope, scope_to_list
+from authlib.oauth2.rfc7009 import RevocationEndpoint
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from api.auth.bearer import REALM
-from api.auth.tokens import TokenService
+from api.auth.tokens import InvalidToken, TokenService, VerifiedToken, quoted
 from api.state import AppState
+from domain.db import TenantScope, scoped_transaction
 from domain.tenancy.models import ApiClient
-from domain.tenancy.service import authenticate_client, principal_for_client
+from domain.tenancy.service import (
+    ClientAuthentication,
+    ClientRefusal,
+    authenticate_client,
+    principal_for_client,
+    revoke_token,
+)
 
 log = structlog.get_logger("milepost.auth")
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 GRANT_TYPE = "client_credentials"
 CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+REVOCATION = "revocation"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
-# RFC 6749 §5.2: error_description may only use %x20-21 / %x23-5B / %x5D-7E (Authlib enforces it by raising)
-_UNSAFE_DESCRIPTION_CHARS = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 # RFC 6749 §3.3 scope-token
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
@@ -64,12 +74,6 @@ class MalformedRequest(Exception):
     def __init__(self, description: str) -> None:
         super().__init__(description)
         self.description = description
-
-
-def quoted(value: str, limit: int = 40) -> str:
-    """``value`` made safe to echo inside an error description."""
-    clipped = value if len(value) <= limit else value[:limit] + "..."
-    return "'" + _UNSAFE_DESCRIPTION_CHARS.sub("?", clipped) + "'"
 
 
 def oauth_error(
@@ -174,7 +178,7 @@ class PartnerClient(ClientMixin):  # type: ignore[misc]
         return grant_type == GRANT_TYPE
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return endpoint == "token" and method in CLIENT_AUTH_METHODS
+        return endpoint in ("token", REVOCATION) and method in CLIENT_AUTH_METHODS
 
     def check_client_secret(self, client_secret: str) -> bool:
         return hmac.compare_digest(client_secret.encode(), self._verified_secret.encode())
@@ -201,6 +205,42 @@ class PartnerClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[mis
         if requested and requested != allowed:
             beyond = " ".join(sorted(requested - allowed))
             raise InvalidScopeError(f"scope not granted to this client: {beyond}")
+
+
+@dataclass(frozen=True, slots=True)
+class RevocableToken:
+    """An access token presented for revocation, already verified (signature, key, claims)."""
+
+    verified: VerifiedToken
+
+    def check_client(self, client: PartnerClient) -> bool:
+        """RFC 7009 §2.1: a client may revoke only the tokens issued to it."""
+        principal = self.verified.principal
+        return (
+            principal.subject_kind == "api_client"
+            and principal.subject_id == client.row.id
+            and principal.tenant_id == client.row.tenant_id
+        )
+
+
+class PartnerRevocationEndpoint(RevocationEndpoint):  # type: ignore[misc]
+    """RFC 7009 for our self-contained access tokens: a token that does not verify, or has expired, is
+    already useless, so it answers 200 with nothing to do (§2.2); another client's token is refused
+    (``invalid_grant``, Authlib's answer to §2.1)."""
+
+    CLIENT_AUTH_METHODS = list(CLIENT_AUTH_METHODS)
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> RevocableToken | None:
+        # the hint only says where to look first; we have one kind of token, so it changes nothing
+        server: TokenServer = self.server
+        try:
+            return RevocableToken(server.tokens.decode(token_string))
+        except InvalidToken:
+            return None
+
+    def revoke_token(self, token: RevocableToken, request: OAuth2Request) -> None:
+        server: TokenServer = self.server
+        server.to_revoke.append(token.verified)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,16 +276,23 @@ class _FormJsonPayload(JsonPayload):  # type: ignore[misc]
 
 
 class TokenServer(AuthorizationServer):  # type: ignore[misc]
-    """Authlib's authorization server for one token request, knowing only that request's client."""
+    """Authlib's authorization server for one request, knowing only that request's client."""
 
     def __init__(
-        self, tokens: TokenService, client: PartnerClient | None, credentials: ClientCredentials | None
+        self,
+        tokens: TokenService,
+        client: PartnerClient | None,
+        credentials: ClientCredentials | None,
+        refusal: ClientAuthentication | None = None,
     ) -> None:
         super().__init__()
-        self._tokens = tokens
+        self.tokens = tokens
         self._client = client
         self._credentials = credentials
+        self._refusal = refusal
+        self.to_revoke: list[VerifiedToken] = []  # what the revocation endpoint accepted
         self.register_grant(PartnerClientCredentialsGrant)
+        self.register_endpoint(PartnerRevocationEndpoint)
         self.register_token_generator("default", self._generate_token)
 
     def query_client(self, client_id: str) -> PartnerClient | None:
@@ -276,16 +323,13 @@ class TokenServer(AuthorizationServer):  # type: ignore[misc]
 
     def handle_error_response(self, request: OAuth2Request | None, error: OAuth2Error) -> Response:
         if isinstance(error, InvalidClientError):
-            # one answer for unknown client, wrong secret and revoked client; always 401 with a Basic
-            # challenge (RFC 6749 §5.2 allows it for every method and RFC 7235 requires the header)
-            description = (
-                "client authentication failed: unknown client, wrong secret or revoked client"
-                if self._credentials is not None
-                else "client authentication required: HTTP Basic (client_secret_basic) "
-                "or client_id and client_secret in the body (client_secret_post)"
-            )
+            # always 401 with a Basic challenge (RFC 6749 §5.2 allows it for every method and RFC 7235
+            # requires the header)
             return oauth_error(
-                401, "invalid_client", description, headers={"WWW-Authenticate": f'Basic realm="{REALM}"'}
+                401,
+                "invalid_client",
+                self._client_refusal(),
+                headers={"WWW-Authenticate": f'Basic realm="{REALM}"'},
             )
         if isinstance(error, UnsupportedGrantTypeError):
             error.description = (
@@ -294,6 +338,22 @@ class TokenServer(AuthorizationServer):  # type: ignore[misc]
         status, body, headers = error(self.get_error_uri(request, error))
         body.setdefault("error_description", error.get_error_description() or error.error)
         return self.handle_response(status, body, headers)
+
+    def _client_refusal(self) -> str:
+        if self._credentials is None:
+            return (
+                "client authentication required: HTTP Basic (client_secret_basic) "
+                "or client_id and client_secret in the body (client_secret_post)"
+            )
+        refusal = self._refusal.refusal if self._refusal is not None else None
+        # only a caller holding a secret the client really had hears more than the generic answer
+        if refusal is ClientRefusal.REVOKED:
+            return "this client has been revoked"
+        if refusal is ClientRefusal.SECRET_EXPIRED and self._refusal is not None:
+            expired_at = self._refusal.secret_expired_at
+            when = f" at {expired_at.isoformat(timespec='seconds')}" if expired_at else ""
+            return f"this client secret was replaced and expired{when}; use the current secret"
+        return "client authentication failed: unknown client, wrong secret or revoked client"
 
     def _generate_token(
         self,
@@ -306,46 +366,66 @@ class TokenServer(AuthorizationServer):  # type: ignore[misc]
     ) -> dict[str, Any]:
         granted = client.get_allowed_scope(scope)
         principal = principal_for_client(client.row, granted.split())
+        lifetime = self.tokens.lifetime(client.row.access_token_ttl_seconds)
         log.info(
             "access token issued",
             grant_type=grant_type,
             client_id=client.get_client_id(),
             tenant_id=str(client.row.tenant_id),
             scope=granted,
+            expires_in=lifetime,
         )
         return {
-            "access_token": self._tokens.issue(principal),
+            "access_token": self.tokens.issue(
+                principal, ttl_seconds=lifetime, client_id=client.row.client_id
+            ),
             "token_type": "Bearer",
-            "expires_in": self._tokens.ttl_seconds,
+            "expires_in": lifetime,
             "scope": granted,
         }
 
 
-async def _verified_client(state: AppState, credentials: ClientCredentials) -> PartnerClient | None:
+async def _verified_client(
+    state: AppState, credentials: ClientCredentials
+) -> tuple[PartnerClient | None, ClientAuthentication | None]:
     if not credentials.client_id or not credentials.client_secret or "\x00" in credentials.client_id:
-        return None
+        return None, None
     async with state.sessions() as session, session.begin():
-        row = await authenticate_client(session, credentials.client_id, credentials.client_secret)
-    return PartnerClient(row, credentials.client_secret) if row is not None else None
+        checked = await authenticate_client(
+            session, credentials.client_id, credentials.client_secret, now=state.clock()
+        )
+    if checked.client is None:
+        log.info("client authentication refused", client_id=credentials.client_id, reason=checked.refusal)
+        return None, checked
+    return PartnerClient(checked.client, credentials.client_secret), checked
 
 
-async def token_endpoint(state: AppState, request: Request) -> Response:
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    server: TokenServer
+    parsed: ParsedRequest
+
+
+async def _prepare(
+    state: AppState, request: Request, *, endpoint: str, required: str
+) -> _Prepared | Response:
+    """Parse the form and verify the client (when the request could succeed at all)."""
     try:
         if media_type(request.headers) != FORM_MEDIA_TYPE:
-            raise MalformedRequest(f"the token endpoint accepts only {FORM_MEDIA_TYPE} bodies")
+            raise MalformedRequest(f"the {endpoint} endpoint accepts only {FORM_MEDIA_TYPE} bodies")
         form = await read_form(request)
-        if not form.get("grant_type"):
-            raise MalformedRequest("the grant_type parameter is missing")
+        if not form.get(required):
+            raise MalformedRequest(f"the {required} parameter is missing")
         credentials = client_credentials(request.headers, form)
     except MalformedRequest as error:
         return oauth_error(400, "invalid_request", error.description)
 
     client: PartnerClient | None = None
+    checked: ClientAuthentication | None = None
     # other grant types are refused by Authlib before it asks for a client: spare them the argon2 check
-    if credentials is not None and form["grant_type"] == GRANT_TYPE:
-        client = await _verified_client(state, credentials)
-
-    server = TokenServer(state.tokens, client, credentials)
+    if credentials is not None and form.get("grant_type", GRANT_TYPE) == GRANT_TYPE:
+        client, checked = await _verified_client(state, credentials)
+    server = TokenServer(state.tokens, client, credentials, checked)
     # Authlib refuses plain http unless the host is a loopback address; what counts is the URL clients
     # use (TLS usually ends at a proxy in front of us), which is the configured public URL.
     parsed = ParsedRequest(
@@ -354,8 +434,44 @@ async def token_endpoint(state: AppState, request: Request) -> Response:
         headers=request.headers,
         form=form,
     )
+    return _Prepared(server, parsed)
+
+
+async def token_endpoint(state: AppState, request: Request) -> Response:
+    prepared = await _prepare(state, request, endpoint="token", required="grant_type")
+    if isinstance(prepared, Response):
+        return prepared
+    server = prepared.server
     try:
-        response: Response = server.create_token_response(parsed)
+        response: Response = server.create_token_response(prepared.parsed)
     except InsecureTransportError as error:
         response = server.handle_error_response(None, error)
+    return response
+
+
+async def revocation_endpoint(state: AppState, request: Request) -> Response:
+    """RFC 7009: the client revokes one of its access tokens; refused from then on until it expires."""
+    prepared = await _prepare(state, request, endpoint="revocation", required="token")
+    if isinstance(prepared, Response):
+        return prepared
+    server = prepared.server
+    try:
+        response: Response = server.create_endpoint_response(REVOCATION, prepared.parsed)
+    except InsecureTransportError as error:
+        return server.handle_error_response(None, error)
+    now = state.clock()
+    for token in server.to_revoke:
+        principal = token.principal
+        expires_at = dt.datetime.fromtimestamp(token.expires_at, dt.UTC)
+        async with scoped_transaction(state.sessions, TenantScope(principal.tenant_id)) as session:
+            await revoke_token(
+                session, TenantScope(principal.tenant_id), jti=token.jti, expires_at=expires_at, now=now
+            )
+        state.tokens.revoked_token(token.jti)
+        log.info(
+            "access token revoked",
+            tenant_id=str(principal.tenant_id),
+            api_client_id=str(principal.subject_id),
+            jti=token.jti,
+        )
     return response

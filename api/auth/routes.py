@@ -16,6 +16,7 @@ from api.auth.oauth import (
     media_type,
     oauth_error,
     read_form,
+    revocation_endpoint,
     token_endpoint,
 )
 from api.state import AppState
@@ -27,7 +28,8 @@ JSON_MEDIA_TYPE = "application/json"
 LOGIN_FIELDS = ("tenant", "email", "password")
 # the same words whatever was wrong, so a caller cannot tell which tenants or e-mails exist
 LOGIN_FAILED = "unknown tenant, e-mail or password"
-# verifiers may cache the key set this long; a key rotation must keep the old key published as long
+# verifiers may cache the key set this long: `milepost keys rotate` publishes a new key this long (by
+# default) before it signs, and a retired key leaves the set only after every token it signed expired
 JWKS_MAX_AGE_SECONDS = 300
 
 
@@ -83,6 +85,9 @@ def auth_routes(state: AppState) -> list[BaseRoute]:
     async def token(request: Request) -> Response:
         return await token_endpoint(state, request)
 
+    async def revoke(request: Request) -> Response:
+        return await revocation_endpoint(state, request)
+
     async def user_login(request: Request) -> Response:
         return await login(state, request)
 
@@ -93,6 +98,7 @@ def auth_routes(state: AppState) -> list[BaseRoute]:
 
     return [
         Route("/oauth/token", token, methods=["POST"]),
+        Route("/oauth/revoke", revoke, methods=["POST"]),
         Route("/auth/login", user_login, methods=["POST"]),
         Route("/.well-known/jwks.json", jwks, methods=["GET"]),
     ]

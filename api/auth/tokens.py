@@ -1,69 +1,125 @@
-"""Short-lived signed JWT access tokens (ES256) and the JWKS that verifies them."""
+"""Short-lived signed JWT access tokens (ES256, the RFC 9068 profile) and the JWKS that verifies them.
+
+The service holds two snapshots that an API process replaces as they change (``api/auth/watch.py``):
+the key ring (``domain.signing``: which key signs, which still verify) and the revocations in force
+(``domain.tenancy.rules.Revocations``). Verifying a token reads both from memory, so the revocation check
+on every bearer request costs two set look-ups and no query.
+"""
 
 from __future__ import annotations
 
-import os
+import base64
+import binascii
+import datetime as dt
+import json
+import re
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey
 
+from domain.signing.rules import ALGORITHM, KeyRing, RetiredKey, UnknownKey
 from domain.tenancy.principal import Principal
+from domain.tenancy.rules import Revocations, token_lifetime
 
-ALGORITHM = "ES256"
+TOKEN_TYPE = "at+jwt"  # noqa: S105 - the JWT media type of RFC 9068, not a secret
+
+# RFC 6749 §5.2 / RFC 6750 §3: error descriptions may only use %x20-21 / %x23-5B / %x5D-7E
+_UNSAFE_DESCRIPTION_CHARS = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+
+
+def quoted(value: str, limit: int = 40) -> str:
+    """``value`` (from the caller, so untrusted) made safe to echo inside an error description."""
+    clipped = value if len(value) <= limit else value[:limit] + "..."
+    return "'" + _UNSAFE_DESCRIPTION_CHARS.sub("?", clipped) + "'"
 
 
 class InvalidToken(Exception):
     """A bearer token that must be refused; ``str()`` is safe to return to the caller."""
 
 
-def load_or_create_key(path: Path) -> ECKey:
-    """The signing key from a PEM file, generated there on first use (mode 0600).
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """A token whose signature, key and claims are valid (revocation not considered)."""
 
-    Every API process must share it: in production point ``MILEPOST_JWT_SIGNING_KEY_FILE`` at one file.
-    """
-    if path.exists():
-        return ECKey.import_key(path.read_bytes())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = ECKey.generate_key("P-256", private=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key.as_pem(private=True))
-    return key
+    principal: Principal
+    jti: str
+    expires_at: float  # the exp claim, seconds since the epoch
 
 
 class TokenService:
     def __init__(
         self,
-        key: ECKey,
+        keys: KeyRing,
         *,
         issuer: str,
         audience: str,
         ttl_seconds: int,
+        max_ttl_seconds: int | None = None,
         clock: Callable[[], float] = time.time,
+        revocations: Revocations | None = None,
     ) -> None:
-        self._key = key
+        self._keys = keys
+        self._revocations = revocations or Revocations()
         self._clock = clock
-        self.kid = key.thumbprint()
         self.issuer = issuer
         self.audience = audience
         self.ttl_seconds = ttl_seconds
+        self.max_ttl_seconds = max(max_ttl_seconds or ttl_seconds, ttl_seconds)
         self._claims = jwt.JWTClaimsRegistry(
             now=lambda: int(self._clock()),
             iss={"essential": True, "value": issuer},
             aud={"essential": True, "value": audience},
             exp={"essential": True},
+            iat={"essential": True},
+            jti={"essential": True},
             sub={"essential": True},
             tid={"essential": True},
         )
 
-    def issue(self, principal: Principal) -> str:
+    # --- the snapshots -------------------------------------------------------------------------------
+
+    @property
+    def keys(self) -> KeyRing:
+        return self._keys
+
+    def use_keys(self, keys: KeyRing) -> None:
+        self._keys = keys
+
+    @property
+    def revocations(self) -> Revocations:
+        return self._revocations
+
+    def use_revocations(self, revocations: Revocations) -> None:
+        self._revocations = revocations
+
+    def revoked_client(self, client_row_id: uuid.UUID) -> None:
+        """Refuse the client's tokens in this process now, not at the next reload (which keeps it)."""
+        self._revocations = self._revocations.with_client(client_row_id)
+
+    def revoked_token(self, jti: str) -> None:
+        self._revocations = self._revocations.with_token(jti)
+
+    def _now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self._clock(), dt.UTC)
+
+    # --- issuing ---------------------------------------------------------------------------------------
+
+    def lifetime(self, client_override: int | None = None) -> int:
+        """Seconds a token issued now lives: the client's own lifetime or the default, within the maximum."""
+        return token_lifetime(client_override, self.ttl_seconds, self.max_ttl_seconds)
+
+    def issue(
+        self, principal: Principal, *, ttl_seconds: int | None = None, client_id: str | None = None
+    ) -> str:
+        """A signed access token for ``principal`` living ``ttl_seconds`` (default: the configured one);
+        ``client_id`` is the OAuth2 client it was issued to (RFC 9068), for partner clients."""
         issued_at = int(self._clock())
+        key = self._keys.signer(self._now())
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "aud": self.audience,
@@ -73,20 +129,55 @@ class TokenService:
             "scope": " ".join(sorted(principal.scopes)),
             "iat": issued_at,
             "nbf": issued_at,
-            "exp": issued_at + self.ttl_seconds,
+            "exp": issued_at + (ttl_seconds if ttl_seconds is not None else self.ttl_seconds),
             "jti": uuid.uuid4().hex,
         }
+        if client_id is not None:
+            claims["client_id"] = client_id
         if principal.account_id is not None:
             claims["acc"] = str(principal.account_id)
-        return jwt.encode({"alg": ALGORITHM, "kid": self.kid, "typ": "at+jwt"}, claims, self._key)
+        assert key.private is not None  # signer() returns only keys with their private half
+        return jwt.encode({"alg": ALGORITHM, "kid": key.kid, "typ": TOKEN_TYPE}, claims, key.private)
+
+    # --- verifying -------------------------------------------------------------------------------------
 
     def verify(self, token: str) -> Principal:
         return self.verify_with_expiry(token)[0]
 
     def verify_with_expiry(self, token: str) -> tuple[Principal, float]:
-        """The token's principal and the seconds until it expires (a WebSocket ends then)."""
+        """The token's principal and the seconds until it expires (a WebSocket ends then); refused when
+        anything is wrong with it, including a revocation."""
+        verified = self.decode(token)
+        principal = verified.principal
+        if principal.subject_kind == "api_client" and principal.subject_id in self._revocations.clients:
+            raise InvalidToken("the token's client has been revoked")
+        if verified.jti in self._revocations.token_ids:
+            raise InvalidToken("the token has been revoked")
+        return principal, verified.expires_at - self._clock()
+
+    def decode(self, token: str) -> VerifiedToken:
+        """Check the header (algorithm, type, a known and unretired key), the signature and the claims;
+        not revocations."""
+        header = _header(token)
+        algorithm = header.get("alg")
+        if algorithm != ALGORITHM:
+            raise InvalidToken(
+                f"the token's algorithm {quoted(str(algorithm))} is not accepted; tokens are signed with "
+                f"{ALGORITHM}"
+            )
+        if header.get("typ") != TOKEN_TYPE:
+            raise InvalidToken(f"the token's type must be {TOKEN_TYPE} (RFC 9068)")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise InvalidToken("the token does not name its signing key (kid)")
         try:
-            decoded = jwt.decode(token, self._key, algorithms=[ALGORITHM])
+            key = self._keys.verifier(kid, self._now())
+        except UnknownKey:
+            raise InvalidToken(f"the token's signing key {quoted(kid, 64)} is unknown") from None
+        except RetiredKey:
+            raise InvalidToken(f"the token's signing key {quoted(kid, 64)} has been retired") from None
+        try:
+            decoded = jwt.decode(token, key.public, algorithms=[ALGORITHM])
             self._claims.validate(decoded.claims)
         except JoseError as error:
             raise InvalidToken(_describe(error)) from None
@@ -103,14 +194,28 @@ class TokenService:
                 roles=frozenset(claims.get("roles") or ()),
                 scopes=frozenset(str(claims.get("scope") or "").split()),
             )
-            return principal, float(claims["exp"]) - self._clock()
+            return VerifiedToken(principal, str(claims["jti"]), float(claims["exp"]))
         except (KeyError, ValueError, TypeError):
             raise InvalidToken("the token's claims are malformed") from None
 
     def jwks(self) -> dict[str, Any]:
-        public = self._key.as_dict(private=False)
-        public.update({"kid": self.kid, "use": "sig", "alg": ALGORITHM})
-        return {"keys": [public]}
+        """Every key that may verify a live token: the one signing, those whose tokens have not all
+        expired yet, and one published ahead of a rotation."""
+        return {"keys": self._keys.published(self._now())}
+
+
+def _header(token: str) -> dict[str, Any]:
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise InvalidToken("the token is not a well-formed JWT")
+    try:
+        encoded = parts[0] + "=" * (-len(parts[0]) % 4)
+        header = json.loads(base64.urlsafe_b64decode(encoded.encode("ascii")))
+    except (ValueError, UnicodeError, binascii.Error, RecursionError):
+        raise InvalidToken("the token is not a well-formed JWT") from None
+    if not isinstance(header, dict):
+        raise InvalidToken("the token is not a well-formed JWT")
+    return header
 
 
 def _describe(error: JoseError) -> str:

@@ -10,7 +10,9 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    ForeignKey,
     ForeignKeyConstraint,
+    Integer,
     String,
     Text,
     UniqueConstraint,
@@ -21,6 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.columns import TenantOwned, utcnow
 from domain.db import Base
+from domain.tenancy.rules import SCOPES_SORTED
 
 
 class SlaTier(StrEnum):
@@ -136,7 +139,12 @@ class TeamMember(Base):
 
 
 class ApiClient(TenantOwned, Base):
-    """A partner system authenticating with OAuth2 client credentials."""
+    """A partner system authenticating with OAuth2 client credentials.
+
+    After a secret rotation the secret before it (``previous_secret_hash``) keeps working until
+    ``previous_secret_expires_at``; its hash is kept after that so a caller still using it hears that it
+    expired rather than that it is wrong.
+    """
 
     __tablename__ = "api_client"
 
@@ -146,8 +154,51 @@ class ApiClient(TenantOwned, Base):
     scopes: Mapped[list[str]] = mapped_column(ARRAY(Text))
     account_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # null: MILEPOST_ACCESS_TOKEN_TTL_SECONDS
+    access_token_ttl_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    secret_rotated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    previous_secret_hash: Mapped[str | None] = mapped_column(Text, nullable=True)
+    previous_secret_expires_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
 
     __table_args__ = (
         UniqueConstraint("tenant_id", "client_id"),
         ForeignKeyConstraint(["tenant_id", "account_id"], ["account.tenant_id", "account.id"]),
+        CheckConstraint(
+            f"scopes <@ ARRAY[{', '.join(repr(str(s)) for s in SCOPES_SORTED)}]::text[]", name="scopes"
+        ),
+        CheckConstraint(
+            "access_token_ttl_seconds IS NULL OR access_token_ttl_seconds BETWEEN 60 AND 86400",
+            name="access_token_ttl",
+        ),
+        CheckConstraint(
+            "(previous_secret_hash IS NULL) = (previous_secret_expires_at IS NULL)", name="previous_secret"
+        ),
     )
+
+
+class RevocationKind(StrEnum):
+    CLIENT = "client"  # every token of an API client (subject: its row id)
+    TOKEN = "token"  # noqa: S105 - one access token (subject: its jti)
+
+
+class CredentialRevocation(Base):
+    """A revoked client or access token, kept until every token it concerns has expired.
+
+    Each API process keeps all live rows in memory and checks every bearer token against them (see
+    ``api/auth/watch.py``); they are read across tenants with ``app.system_task`` set, the one table
+    besides ``tenant`` that allows it (it holds ids only).
+    """
+
+    __tablename__ = "credential_revocation"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("tenant.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revoked_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+    __table_args__ = (CheckConstraint(sql_in("kind", RevocationKind), name="kind"),)

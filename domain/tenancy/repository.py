@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Sequence
 
@@ -7,7 +8,16 @@ from sqlalchemy import any_, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.db import TenantScope, scoped
-from domain.tenancy.models import Team, TeamMember, Tenant, User
+from domain.tenancy.models import (
+    ApiClient,
+    CredentialRevocation,
+    RevocationKind,
+    Team,
+    TeamMember,
+    Tenant,
+    User,
+)
+from domain.tenancy.rules import Revocations
 
 
 async def current_tenant(session: AsyncSession, scope: TenantScope) -> Tenant | None:
@@ -60,3 +70,39 @@ async def active_admins(session: AsyncSession, scope: TenantScope) -> list[User]
         User.is_active, User.account_id.is_(None), literal("admin") == any_(User.roles)
     )
     return list((await session.execute(statement.order_by(User.id))).scalars())
+
+
+async def list_api_clients(
+    session: AsyncSession, scope: TenantScope, *, include_revoked: bool = False
+) -> list[ApiClient]:
+    """The tenant's API clients, oldest first (one query). The scope's account, if any, narrows it to
+    that account's clients."""
+    statement = scoped(select(ApiClient), ApiClient, scope)
+    if not include_revoked:
+        statement = statement.where(ApiClient.revoked_at.is_(None))
+    return list((await session.execute(statement.order_by(ApiClient.created_at, ApiClient.id))).scalars())
+
+
+async def api_clients_by_id(
+    session: AsyncSession, scope: TenantScope, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, ApiClient]:
+    statement = scoped(select(ApiClient), ApiClient, scope).where(ApiClient.id.in_(list(ids)))
+    return {row.id: row for row in (await session.execute(statement)).scalars()}
+
+
+async def revocations_in_force(session: AsyncSession, now: dt.datetime) -> Revocations:
+    """Every tenant's revocations that still concern a live token, for bearer checks in an API process.
+    Must run in a ``domain.db.system_transaction`` (the policy lets it read across tenants there)."""
+    rows = await session.execute(
+        select(CredentialRevocation.kind, CredentialRevocation.subject).where(
+            CredentialRevocation.expires_at > now
+        )
+    )
+    clients: set[uuid.UUID] = set()
+    tokens: set[str] = set()
+    for kind, subject in rows:
+        if kind == RevocationKind.CLIENT:
+            clients.add(uuid.UUID(subject))
+        else:
+            tokens.add(subject)
+    return Revocations(frozenset(clients), frozenset(tokens))

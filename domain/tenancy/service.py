@@ -6,32 +6,42 @@ Argon2 verification takes tens of milliseconds of CPU by design, so it runs in a
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
 import secrets
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.db import TenantScope, apply_scope, scoped
-from domain.tenancy.models import Account, ApiClient, Role, SlaTier, Tenant, User
+from domain.db import TenantScope, apply_scope, scoped, tenant_condition
+from domain.tenancy.models import (
+    Account,
+    ApiClient,
+    CredentialRevocation,
+    RevocationKind,
+    Role,
+    SlaTier,
+    Tenant,
+    User,
+)
 from domain.tenancy.passwords import hash_secret, verify_secret
 from domain.tenancy.principal import Principal
-
-# Scopes a partner client may hold. The GraphQL and ingest layers decide what each one allows.
-KNOWN_SCOPES = frozenset(
-    {
-        "shipments:read",
-        "shipments:write",
-        "exceptions:read",
-        "exceptions:write",
-        "ingest",
-        "billing:read",
-        "rules:read",
-        "rules:write",
-    }
+from domain.tenancy.rules import (
+    CREDENTIALS_CHANNEL,
+    MAX_SECRET_GRACE,
+    REVOCATIONS_CHANGED,
+    SecretMatch,
+    client_revocation_expiry,
+    describe_unknown_scopes,
+    grace_problem,
+    previous_secret_match,
+    token_lifetime_problem,
+    unknown_scopes,
 )
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
@@ -129,10 +139,28 @@ async def create_user(
     return user
 
 
+class ClientNotFound(TenancyError):
+    """No API client with this id in the tenant (another tenant's answers the same)."""
+
+
+class ClientRevoked(TenancyError):
+    """The API client is revoked; nothing more can be done with it."""
+
+    def __init__(self, client: ApiClient) -> None:
+        assert client.revoked_at is not None
+        super().__init__(f"API client {client.client_id} was revoked at {client.revoked_at.isoformat()}")
+        self.client = client
+        self.revoked_at = client.revoked_at
+
+
 @dataclass(frozen=True)
 class IssuedClient:
     client: ApiClient
     client_secret: str  # shown once; only its hash is stored
+
+
+def _new_secret() -> str:
+    return secrets.token_urlsafe(32)
 
 
 async def create_api_client(
@@ -142,14 +170,26 @@ async def create_api_client(
     name: str,
     scopes: Iterable[str],
     account_id: uuid.UUID | None = None,
+    access_token_ttl_seconds: int | None = None,
+    max_token_ttl_seconds: int = 86400,
 ) -> IssuedClient:
+    """A new partner client with its secret (returned once). ``scopes`` must come from
+    :class:`~domain.tenancy.rules.Scope`; ``access_token_ttl_seconds`` overrides the default lifetime of
+    its tokens, up to ``max_token_ttl_seconds``."""
     wanted = sorted(set(scopes))
-    unknown = [s for s in wanted if s not in KNOWN_SCOPES]
+    unknown = unknown_scopes(wanted)
     if unknown:
-        raise TenancyError(
-            f"unknown scope(s) {', '.join(unknown)}; expected some of {', '.join(sorted(KNOWN_SCOPES))}"
-        )
-    secret = secrets.token_urlsafe(32)
+        raise TenancyError(describe_unknown_scopes(unknown))
+    if not wanted:
+        raise TenancyError("a client needs at least one scope")
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise TenancyError("a client's name must be 1 to 200 characters")
+    if access_token_ttl_seconds is not None:
+        problem = token_lifetime_problem(access_token_ttl_seconds, max_token_ttl_seconds)
+        if problem:
+            raise TenancyError(problem)
+    secret = _new_secret()
     client = ApiClient(
         tenant_id=scope.tenant_id,
         client_id=f"mp_{secrets.token_urlsafe(18)}",
@@ -157,25 +197,189 @@ async def create_api_client(
         secret_hash=hash_secret(secret),
         scopes=wanted,
         account_id=account_id,
+        access_token_ttl_seconds=access_token_ttl_seconds,
     )
     session.add(client)
     await session.flush()
     return IssuedClient(client=client, client_secret=secret)
 
 
-async def authenticate_client(session: AsyncSession, client_id: str, client_secret: str) -> ApiClient | None:
-    """The active client with these credentials, found before its tenant is known, or ``None``."""
+async def _client_by_client_id(session: AsyncSession, client_id: str) -> ApiClient | None:
+    """The client with this public ``client_id``, found before its tenant is known (the RLS lookup clause
+    matches exactly the row whose key the transaction holds)."""
     await session.execute(text("SELECT set_config('app.client_id', :c, true)"), {"c": client_id})
     try:
-        client = (
+        return (
             await session.execute(select(ApiClient).where(ApiClient.client_id == client_id))
         ).scalar_one_or_none()
     finally:
         await session.execute(text("SELECT set_config('app.client_id', '', true)"))
-    valid = await asyncio.to_thread(verify_secret, client.secret_hash if client else None, client_secret)
-    if client is None or not valid or client.revoked_at is not None:
-        return None
+
+
+async def find_api_client(session: AsyncSession, client_id: str) -> ApiClient | None:
+    """The client with this public ``client_id`` in any tenant, the transaction then bound to its tenant
+    (for the operator's CLI, which names a client by the id it was given)."""
+    client = await _client_by_client_id(session, client_id)
+    if client is not None:
+        await apply_scope(session, TenantScope(client.tenant_id))
     return client
+
+
+class ClientRefusal(StrEnum):
+    """Why credentials were refused. Only a caller who presented a secret the client really had hears
+    more than UNKNOWN, so guessing tells an outsider nothing."""
+
+    UNKNOWN = "unknown"  # no such client, or a wrong secret
+    REVOKED = "revoked"
+    SECRET_EXPIRED = "secret_expired"  # noqa: S105 - the secret before the last rotation, after its grace period
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAuthentication:
+    client: ApiClient | None  # set only when the credentials are accepted
+    refusal: ClientRefusal | None = None
+    secret_expired_at: dt.datetime | None = None
+
+
+async def authenticate_client(
+    session: AsyncSession, client_id: str, client_secret: str, *, now: dt.datetime
+) -> ClientAuthentication:
+    """Check credentials found before the client's tenant is known: its current secret, or the one
+    before the last rotation while that is inside its grace period; never a revoked client."""
+    client = await _client_by_client_id(session, client_id)
+    stored = client.secret_hash if client else None
+    match = SecretMatch.NONE
+    if await asyncio.to_thread(verify_secret, stored, client_secret):
+        match = SecretMatch.CURRENT
+    elif (
+        client is not None
+        and client.previous_secret_hash is not None
+        and await asyncio.to_thread(verify_secret, client.previous_secret_hash, client_secret)
+    ):
+        match = previous_secret_match(client.previous_secret_expires_at, now)
+    if client is None or match is SecretMatch.NONE:
+        return ClientAuthentication(None, ClientRefusal.UNKNOWN)
+    if client.revoked_at is not None:
+        return ClientAuthentication(None, ClientRefusal.REVOKED)
+    if match is SecretMatch.PREVIOUS_EXPIRED:
+        return ClientAuthentication(
+            None, ClientRefusal.SECRET_EXPIRED, secret_expired_at=client.previous_secret_expires_at
+        )
+    return ClientAuthentication(client)
+
+
+async def _client_for_update(
+    session: AsyncSession, scope: TenantScope, client_row_id: uuid.UUID
+) -> ApiClient:
+    statement = scoped(select(ApiClient), ApiClient, scope).where(ApiClient.id == client_row_id)
+    client = (await session.execute(statement.with_for_update())).scalar_one_or_none()
+    if client is None:
+        raise ClientNotFound(f"no API client {client_row_id}")
+    return client
+
+
+async def rotate_client_secret(
+    session: AsyncSession,
+    scope: TenantScope,
+    client_row_id: uuid.UUID,
+    *,
+    now: dt.datetime,
+    grace: dt.timedelta,
+) -> IssuedClient:
+    """Issue a new secret (returned once). The current one becomes the previous secret and keeps working
+    for ``grace`` (0: not at all); a secret from before an earlier rotation stops working now. Tokens
+    already issued are not affected."""
+    problem = grace_problem(grace, MAX_SECRET_GRACE)
+    if problem:
+        raise TenancyError(problem)
+    client = await _client_for_update(session, scope, client_row_id)
+    if client.revoked_at is not None:
+        raise ClientRevoked(client)
+    secret = _new_secret()
+    client.previous_secret_hash = client.secret_hash
+    client.previous_secret_expires_at = now + grace
+    client.secret_hash = await asyncio.to_thread(hash_secret, secret)
+    client.secret_rotated_at = now
+    await session.flush()
+    return IssuedClient(client=client, client_secret=secret)
+
+
+async def expire_previous_secret(
+    session: AsyncSession, scope: TenantScope, client_row_id: uuid.UUID, *, now: dt.datetime
+) -> ApiClient:
+    """End the previous secret's grace period now (nothing to do when it has ended or there is none)."""
+    client = await _client_for_update(session, scope, client_row_id)
+    expires_at = client.previous_secret_expires_at
+    if expires_at is not None and expires_at > now:
+        client.previous_secret_expires_at = now
+        await session.flush()
+    return client
+
+
+async def _purge_revocations(session: AsyncSession, scope: TenantScope, now: dt.datetime) -> None:
+    # revocations outlive their tokens by nothing: the table stays as small as what is in force
+    await session.execute(
+        delete(CredentialRevocation).where(
+            tenant_condition(CredentialRevocation, scope), CredentialRevocation.expires_at <= now
+        )
+    )
+
+
+async def _announce_revocation(session: AsyncSession) -> None:
+    await session.execute(
+        text("SELECT pg_notify(:channel, :payload)"),
+        {"channel": CREDENTIALS_CHANNEL, "payload": REVOCATIONS_CHANGED},
+    )
+
+
+async def revoke_api_client(
+    session: AsyncSession,
+    scope: TenantScope,
+    client_row_id: uuid.UUID,
+    *,
+    now: dt.datetime,
+    max_token_lifetime: dt.timedelta,
+) -> ApiClient:
+    """Revoke a client: it gets no more tokens, and every token it holds is refused from the commit on
+    (each API process hears of it by NOTIFY). :class:`ClientRevoked` if it already was."""
+    client = await _client_for_update(session, scope, client_row_id)
+    if client.revoked_at is not None:
+        raise ClientRevoked(client)
+    client.revoked_at = now
+    await _purge_revocations(session, scope, now)
+    session.add(
+        CredentialRevocation(
+            tenant_id=scope.tenant_id,
+            kind=RevocationKind.CLIENT,
+            subject=str(client.id),
+            revoked_at=now,
+            expires_at=client_revocation_expiry(now, max_token_lifetime),
+        )
+    )
+    await session.flush()
+    await _announce_revocation(session)
+    return client
+
+
+async def revoke_token(
+    session: AsyncSession, scope: TenantScope, *, jti: str, expires_at: dt.datetime, now: dt.datetime
+) -> None:
+    """Refuse one access token (by its ``jti``) until it expires; revoking it again changes nothing."""
+    if expires_at <= now:
+        return  # already refused for having expired
+    await _purge_revocations(session, scope, now)
+    await session.execute(
+        insert(CredentialRevocation)
+        .values(
+            tenant_id=scope.tenant_id,
+            kind=RevocationKind.TOKEN,
+            subject=jti,
+            revoked_at=now,
+            expires_at=expires_at,
+        )
+        .on_conflict_do_nothing()
+    )
+    await _announce_revocation(session)
 
 
 async def authenticate_user(

@@ -27,7 +27,7 @@ WORKER_NEEDS_BROKER = (
 def demo(host: str, port: int) -> None:
     """Seed two demo tenants (once) and run the API with a simulated carrier feed."""
     from milepost import demo as demo_data
-    from milepost.cli import load_settings  # imported here: milepost.cli imports this module
+    from milepost.cli import load_settings, refuse_credentials_errors  # milepost.cli imports this module
     from milepost.database import create_engine, session_factory
     from milepost.runtime import BackgroundTask, prepare, serve
 
@@ -68,7 +68,7 @@ def demo(host: str, port: int) -> None:
 
     # the feed stops first (nothing new is enqueued), then the in-process worker finishes what it holds
     background: list[BackgroundTask] = [demo_data.run_feed]
-    with contextlib.suppress(KeyboardInterrupt):  # serve has stopped everything it started
+    with contextlib.suppress(KeyboardInterrupt), refuse_credentials_errors():  # serve stops what it started
         asyncio.run(serve(runtime, host, port, background=background, on_ready=on_ready))
 
 

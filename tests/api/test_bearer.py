@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 
 import httpx
 from joserfc.jwk import ECKey
 
-from api.auth.tokens import TokenService, load_or_create_key
+from api.auth.tokens import TokenService
 from domain.tenancy.principal import Principal
-from milepost.settings import Settings
+from tests.auth_support import token_service_like
 
 QUERY = {"query": "{ __typename }"}
 
@@ -22,23 +21,6 @@ def principal() -> Principal:
         subject_kind="api_client",
         subject_id=uuid.uuid4(),
         scopes=frozenset({"shipments:read"}),
-    )
-
-
-def token_service(
-    settings: Settings,
-    *,
-    key: ECKey | None = None,
-    audience: str | None = None,
-    clock: Callable[[], float] = time.time,
-) -> TokenService:
-    """A token service like the app's (same key file unless ``key``), with one thing changed."""
-    return TokenService(
-        key or load_or_create_key(settings.signing_key_path),
-        issuer=settings.public_url,
-        audience=audience or settings.jwt_audience,
-        ttl_seconds=settings.access_token_ttl_seconds,
-        clock=clock,
     )
 
 
@@ -100,8 +82,8 @@ async def test_a_tampered_signature_is_an_invalid_token(
     }
 
 
-async def test_an_expired_token_is_an_invalid_token(client: httpx.AsyncClient, settings: Settings) -> None:
-    an_hour_ago = token_service(settings, clock=lambda: time.time() - 3600)
+async def test_an_expired_token_is_an_invalid_token(client: httpx.AsyncClient, tokens: TokenService) -> None:
+    an_hour_ago = token_service_like(tokens, clock=lambda: time.time() - 3600)
 
     response = await post_graphql(client, f"Bearer {an_hour_ago.issue(principal())}")
 
@@ -110,9 +92,9 @@ async def test_an_expired_token_is_an_invalid_token(client: httpx.AsyncClient, s
 
 
 async def test_a_token_for_another_audience_is_an_invalid_token(
-    client: httpx.AsyncClient, settings: Settings
+    client: httpx.AsyncClient, tokens: TokenService
 ) -> None:
-    elsewhere = token_service(settings, audience="some-other-api")
+    elsewhere = token_service_like(tokens, audience="some-other-api")
 
     response = await post_graphql(client, f"Bearer {elsewhere.issue(principal())}")
 
@@ -122,16 +104,17 @@ async def test_a_token_for_another_audience_is_an_invalid_token(
     )
 
 
-async def test_a_token_signed_by_another_key_is_an_invalid_token(
-    client: httpx.AsyncClient, settings: Settings
+async def test_a_token_signed_by_an_unknown_key_is_an_invalid_token(
+    client: httpx.AsyncClient, tokens: TokenService
 ) -> None:
-    forger = token_service(settings, key=ECKey.generate_key("P-256", private=True))
+    forged_key = ECKey.generate_key("P-256", private=True)
+    forger = token_service_like(tokens, key=forged_key)
 
     response = await post_graphql(client, f"Bearer {forger.issue(principal())}")
 
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == challenge(
-        "invalid_token", "the token's signature does not verify"
+        "invalid_token", f"the token's signing key '{forged_key.thumbprint()}' is unknown"
     )
 
 
@@ -139,4 +122,6 @@ async def test_garbage_is_an_invalid_token(client: httpx.AsyncClient) -> None:
     response = await post_graphql(client, "Bearer not-a-jwt")
 
     assert response.status_code == 401
-    assert response.headers["www-authenticate"] == challenge("invalid_token", "the token is invalid")
+    assert response.headers["www-authenticate"] == challenge(
+        "invalid_token", "the token is not a well-formed JWT"
+    )

@@ -214,7 +214,7 @@ async def test_unknown_client_is_invalid_client(client: httpx.AsyncClient) -> No
     assert response.headers["www-authenticate"] == 'Basic realm="milepost"'
 
 
-async def test_revoked_client_is_invalid_client(
+async def test_a_revoked_client_with_its_right_secret_hears_that_it_is_revoked(
     client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     tenant, issued, _ = await partner(sessions)
@@ -231,9 +231,18 @@ async def test_revoked_client_is_invalid_client(
         data={"grant_type": "client_credentials"},
         headers=basic(issued.client.client_id, issued.client_secret),
     )
+    guessed = await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers=basic(issued.client.client_id, "a-guess"),
+    )
 
     assert response.status_code == 401
-    assert response.json() == AUTH_FAILED
+    assert response.json() == {"error": "invalid_client", "error_description": "this client has been revoked"}
+    assert response.headers["www-authenticate"] == 'Basic realm="milepost"'
+    # without the secret nobody learns that the client exists, let alone that it is revoked
+    assert guessed.status_code == 401
+    assert guessed.json() == AUTH_FAILED
 
 
 async def test_another_tenants_secret_does_not_open_a_client(
@@ -404,7 +413,21 @@ async def test_issued_tokens_verify_against_the_published_jwks(
     assert claims["scope"] == "exceptions:write shipments:read"
     assert claims["roles"] == []
     assert "acc" not in claims
-    assert set(claims) == {"iss", "aud", "sub", "tid", "roles", "scope", "iat", "nbf", "exp", "jti"}
+    assert claims["client_id"] == issued.client.client_id  # RFC 9068
+    assert len(claims["jti"]) == 32
+    assert set(claims) == {
+        "iss",
+        "aud",
+        "sub",
+        "client_id",
+        "tid",
+        "roles",
+        "scope",
+        "iat",
+        "nbf",
+        "exp",
+        "jti",
+    }
 
 
 async def test_plain_http_public_url_is_refused_as_insecure_transport(

@@ -20,7 +20,7 @@ from gql.transport.websockets import WebsocketsTransport
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api.auth.tokens import TokenService, load_or_create_key
+from api.auth.tokens import TokenService
 from api.graphql.relay import to_global_id
 from domain.db import scoped, scoped_transaction
 from domain.exceptions.models import ShipmentException
@@ -42,6 +42,7 @@ from tests.api.live_support import (
     subscribed,
 )
 from tests.api.test_graphql_shipments import count_statements
+from tests.auth_support import token_service_like
 from tests.shipment_factories import T0, committed_tenant
 from workers import broker as broker_module
 from workers.broker import configure_workers, create_broker
@@ -419,10 +420,7 @@ async def test_an_expired_token_ends_the_subscription_when_it_expires(
     server: LiveServer, settings: Settings, tokens: TokenService, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     world = await committed_tenant(sessions, accounts=1, shipments_per_account=1)
-    key = load_or_create_key(settings.signing_key_path)
-    issuer = {"issuer": settings.public_url, "audience": settings.jwt_audience}
-    short_lived = TokenService(key, ttl_seconds=2, **issuer)
-    token = short_lived.issue(staff(world))
+    token = tokens.issue(staff(world), ttl_seconds=2)
     _, expires_in = tokens.verify_with_expiry(token)
     expires_at = time.monotonic() + expires_in
     async with subscribed(server.url, token, EXCEPTION_EVENTS) as subscription:
@@ -432,7 +430,7 @@ async def test_an_expired_token_ends_the_subscription_when_it_expires(
         assert close_of(error) == (4403, "Forbidden")
     await server.subscribers(0)
     # a token that has already expired is refused at connection_init
-    expired = TokenService(key, ttl_seconds=60, clock=lambda: time.time() - 3600, **issuer)
+    expired = token_service_like(tokens, ttl_seconds=60, clock=lambda: time.time() - 3600)
     async with raw_socket(server.url) as socket_:
         init = {"type": "connection_init", "payload": {"token": expired.issue(staff(world))}}
         assert await closed_with(socket_, init) == (4403, "Forbidden")

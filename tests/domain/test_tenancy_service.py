@@ -11,8 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.db import TenantScope, apply_scope
 from domain.tenancy.models import ApiClient, Role, User
 from domain.tenancy.principal import Principal
+from domain.tenancy.rules import SCOPES_SORTED
 from domain.tenancy.service import (
-    KNOWN_SCOPES,
+    ClientAuthentication,
+    ClientRefusal,
     TenancyError,
     authenticate_client,
     authenticate_user,
@@ -118,21 +120,23 @@ async def test_authenticate_client_checks_secret_and_revocation(session: AsyncSe
     issued_b = await make_api_client(session, tenant_b, scopes=["ingest"])
     await apply_scope(session, TenantScope(tenant_a.id))  # the lookup must work whatever is in scope
 
-    found_b = await authenticate_client(session, issued_b.client.client_id, issued_b.client_secret)
-    crossed = await authenticate_client(session, issued_a.client.client_id, issued_b.client_secret)
-    unknown = await authenticate_client(session, "mp_unknown", issued_a.client_secret)
+    now = dt.datetime.now(dt.UTC)
+    found_b = await authenticate_client(session, issued_b.client.client_id, issued_b.client_secret, now=now)
+    crossed = await authenticate_client(session, issued_a.client.client_id, issued_b.client_secret, now=now)
+    unknown = await authenticate_client(session, "mp_unknown", issued_a.client_secret, now=now)
 
-    assert found_b is not None
-    assert (found_b.id, found_b.tenant_id) == (issued_b.client.id, tenant_b.id)
-    assert crossed is None
-    assert unknown is None
+    assert found_b.client is not None
+    assert (found_b.client.id, found_b.client.tenant_id) == (issued_b.client.id, tenant_b.id)
+    assert crossed == ClientAuthentication(None, ClientRefusal.UNKNOWN)
+    assert unknown == ClientAuthentication(None, ClientRefusal.UNKNOWN)
     assert await current_setting(session, "app.client_id") == ""
 
     await apply_scope(session, TenantScope(tenant_a.id))
     await session.execute(
         update(ApiClient).where(ApiClient.id == issued_a.client.id).values(revoked_at=dt.datetime.now(dt.UTC))
     )
-    assert await authenticate_client(session, issued_a.client.client_id, issued_a.client_secret) is None
+    revoked = await authenticate_client(session, issued_a.client.client_id, issued_a.client_secret, now=now)
+    assert revoked == ClientAuthentication(None, ClientRefusal.REVOKED)
 
 
 async def test_row_level_security_hides_the_other_tenants_users_and_clients(session: AsyncSession) -> None:
@@ -182,9 +186,16 @@ async def test_unknown_client_scopes_are_refused(session: AsyncSession) -> None:
     with pytest.raises(TenancyError) as refused:
         await make_api_client(session, tenant, scopes=["shipments:read", "everything"])
 
-    assert str(refused.value) == "unknown scope(s) everything; expected some of " + ", ".join(
-        sorted(KNOWN_SCOPES)
-    )
+    assert str(refused.value) == "unknown scope(s) everything; expected some of " + ", ".join(SCOPES_SORTED)
+    assert SCOPES_SORTED == [
+        "billing:read",
+        "exceptions:read",
+        "exceptions:write",
+        "ingest",
+        "shipments:read",
+        "shipments:write",
+        "webhooks:manage",
+    ]
 
 
 async def test_principals_carry_tenant_account_roles_and_scopes(session: AsyncSession) -> None:
