@@ -24,6 +24,7 @@ from api.state import AppState
 from domain.db import TenantScope, scoped, scoped_transaction
 from domain.tenancy.models import Role
 from domain.tenancy.principal import Principal
+from domain.tenancy.rules import Scope
 from domain.tenancy.service import find_tenant_by_slug
 from domain.tracking.formats.webhook_signatures import SignatureError, verify
 from domain.tracking.ingest import (
@@ -85,7 +86,7 @@ def _response(request: Request, message: IngestMessage, replayed: bool = False) 
 
 def _may_ingest(principal: Principal) -> bool:
     if principal.subject_kind == "api_client":
-        return "ingest" in principal.scopes
+        return Scope.INGEST in principal.scopes
     return principal.has_role(Role.ADMIN) or principal.has_role(Role.OPERATIONS)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from api.graphql.relay import Forbidden
+from domain.tenancy.models import Role
 from domain.tenancy.principal import Principal
+from domain.tenancy.rules import Scope
 
 
 def require_shipment_read(principal: Principal) -> None:
@@ -11,16 +13,16 @@ def require_shipment_read(principal: Principal) -> None:
     need the ``shipments:read`` scope."""
     if principal.subject_kind == "user":
         return
-    if "shipments:read" not in principal.scopes:
-        raise Forbidden("this operation needs the 'shipments:read' scope")
+    if Scope.SHIPMENTS_READ not in principal.scopes:
+        raise Forbidden(f"this operation needs the '{Scope.SHIPMENTS_READ}' scope")
 
 
 def require_ingest_admin(principal: Principal) -> None:
     """Ingest messages and code mappings: admin or operations staff, or partner clients with ``ingest``."""
     if principal.subject_kind == "api_client":
-        if "ingest" in principal.scopes:
+        if Scope.INGEST in principal.scopes:
             return
-        raise Forbidden("this operation needs the 'ingest' scope")
+        raise Forbidden(f"this operation needs the '{Scope.INGEST}' scope")
     if principal.is_shipper or not principal.roles & {"admin", "operations"}:
         raise Forbidden("this operation needs the admin or operations role")
 
@@ -41,8 +43,8 @@ def require_exception_read(principal: Principal) -> None:
     account's, customer fields only, by scope); partner clients with the ``exceptions:read`` scope.
     Finance is denied."""
     if principal.subject_kind == "api_client":
-        if "exceptions:read" not in principal.scopes:
-            raise Forbidden("this operation needs the 'exceptions:read' scope")
+        if Scope.EXCEPTIONS_READ not in principal.scopes:
+            raise Forbidden(f"this operation needs the '{Scope.EXCEPTIONS_READ}' scope")
         return
     if principal.is_shipper:
         return
@@ -55,8 +57,8 @@ def require_exception_work(principal: Principal) -> None:
     """Acknowledge, start, assign, resolve, close, reopen and record actions: admin, operations, customer
     service and documentation staff, or partner clients with ``exceptions:write``."""
     if principal.subject_kind == "api_client":
-        if "exceptions:write" not in principal.scopes:
-            raise Forbidden("this operation needs the 'exceptions:write' scope")
+        if Scope.EXCEPTIONS_WRITE not in principal.scopes:
+            raise Forbidden(f"this operation needs the '{Scope.EXCEPTIONS_WRITE}' scope")
         return
     _require_staff(principal, _EXCEPTION_WORKERS, "admin, operations, customer_service or documentation")
 
@@ -109,9 +111,14 @@ def require_user(principal: Principal) -> None:
 
 
 def require_endpoint_manager(principal: Principal) -> None:
-    """Webhook endpoints and their delivery log: tenant admins (the tenant's and any account's endpoints)
-    and shipper users (their own account's, by scope)."""
-    if principal.subject_kind == "user" and (principal.is_shipper or "admin" in principal.roles):
+    """Webhook endpoints and their delivery log: tenant admins (the tenant's and any account's endpoints),
+    shipper users (their own account's, by scope) and partner clients with ``webhooks:manage`` (like an
+    admin, or like the account's users for a client bound to an account)."""
+    if principal.subject_kind == "api_client":
+        if Scope.WEBHOOKS_MANAGE in principal.scopes:
+            return
+        raise Forbidden(f"this operation needs the '{Scope.WEBHOOKS_MANAGE}' scope")
+    if principal.is_shipper or principal.has_role(Role.ADMIN):
         return
     raise Forbidden("webhook endpoints are managed by tenant admins and by shipper users for their account")
 
@@ -120,3 +127,9 @@ def require_follow(principal: Principal) -> None:
     """Following an exception: users who may read it (shippers: their own account's, by scope)."""
     require_user(principal)
     require_exception_read(principal)
+
+
+def require_client_admin(principal: Principal) -> None:
+    """Partner API clients (create, rotate secrets, revoke, list): staff admins only. No scope lets a
+    client manage clients, which would let it grant itself any scope."""
+    _require_staff(principal, frozenset({"admin"}), "admin")

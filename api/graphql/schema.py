@@ -7,7 +7,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 
-from api.graphql import jobs
+from api.graphql import clients, jobs
 from api.graphql.context import Context
 from api.graphql.errors import MaskInternalErrors
 from api.graphql.exceptions import resolvers as detection
@@ -121,6 +121,8 @@ class Query:
             return await _ingest_message(info, value)
         if type_name == "DeadLetter":
             return await jobs.dead_letter_by_id(info, value)
+        if type_name == "ApiClient":
+            return await clients.api_client_by_id(info, value)
         if type_name in detection.NODE_TYPES:
             return await detection.node(info, type_name, value)
         if type_name in workflow.NODE_TYPES:
@@ -277,6 +279,14 @@ class Query:
     mail_branding = strawberry.field(
         resolver=notify.mail_branding,
         description="The tenant's e-mail name, sender, colour and footer (admin).",
+    )
+    api_clients: list[clients.ApiClient] = strawberry.field(
+        resolver=clients.api_clients,
+        description="The tenant's partner API clients, oldest first; revoked ones only with "
+        "`includeRevoked` (admin).",
+    )
+    api_scopes: list[clients.ApiScope] = strawberry.field(
+        resolver=clients.api_scopes, description="Every scope a partner client may be granted (admin)."
     )
     resolution_metrics = strawberry.field(
         resolver=workflow.resolution_metrics,
@@ -466,6 +476,23 @@ class Mutation:
         resolver=notify.unfollow_exception, description="Stop following."
     )
     create_team = strawberry.mutation(resolver=workflow.create_team, description="Create a team (admin).")
+    create_api_client: clients.CreateApiClientPayload = strawberry.mutation(
+        resolver=clients.create_api_client,
+        description="Create a partner API client (admin); the answer shows its secret once.",
+    )
+    rotate_api_client_secret: clients.RotateApiClientSecretPayload = strawberry.mutation(
+        resolver=clients.rotate_api_client_secret,
+        description="Issue a new secret, shown once (admin); the current one keeps working for `graceHours`.",
+    )
+    expire_api_client_previous_secret: clients.ExpireApiClientPreviousSecretPayload = strawberry.mutation(
+        resolver=clients.expire_api_client_previous_secret,
+        description="Stop accepting the secret before the last rotation now (admin).",
+    )
+    revoke_api_client: clients.RevokeApiClientPayload = strawberry.mutation(
+        resolver=clients.revoke_api_client,
+        description="Revoke a partner client (admin): it gets no new tokens, and the ones it holds are "
+        "refused at once.",
+    )
     upsert_assignment_rule = strawberry.mutation(
         resolver=workflow.upsert_assignment_rule,
         description="Create or replace (by name) an auto-assignment rule (admin).",
@@ -510,6 +537,7 @@ schema = HardenedSchema(
     subscription=Subscription,
     types=[
         jobs.DeadLetter,
+        clients.ApiClient,
         Shipment,
         Account,
         Milestone,

@@ -103,6 +103,10 @@ async def rotate_signing_key(
     of keys that sign no more are erased."""
     await session.execute(_KEYS_LOCK)
     rows = list((await session.execute(select(SigningKey).with_for_update())).scalars())
+    for row in rows:
+        # a key sealed under another KEK would be one the API processes cannot open: refuse before that
+        if row.private_key_jwe is not None:
+            unseal(kek, row.kid, row.private_key_jwe)
     activates_at = now if retire_previous_now else now + activate_in
     deadlines = retirements(
         [KeyTimes(row.kid, row.activates_at, row.retire_at) for row in rows],

@@ -309,6 +309,8 @@ async def expire_previous_secret(
 ) -> ApiClient:
     """End the previous secret's grace period now (nothing to do when it has ended or there is none)."""
     client = await _client_for_update(session, scope, client_row_id)
+    if client.revoked_at is not None:
+        raise ClientRevoked(client)
     expires_at = client.previous_secret_expires_at
     if expires_at is not None and expires_at > now:
         client.previous_secret_expires_at = now
