@@ -32,6 +32,7 @@ from authlib.oauth2.rfc6749 import (
 from authlib.oauth2.rfc6749.errors import (
     InsecureTransportError,
     InvalidClientError,
+    InvalidGrantError,
     InvalidScopeError,
     UnsupportedGrantTypeError,
 )
@@ -223,12 +224,34 @@ class RevocableToken:
         )
 
 
+class _UnsupportedTokenType(OAuth2Error):  # type: ignore[misc]
+    """RFC 7009 §2.2.1 in RFC 6749 §5.2's form: 400 (Authlib's UnsupportedTokenTypeError answers 401,
+    which would tell clients to retry with other credentials)."""
+
+    error = "unsupported_token_type"
+    status_code = 400
+
+
 class PartnerRevocationEndpoint(RevocationEndpoint):  # type: ignore[misc]
     """RFC 7009 for our self-contained access tokens: a token that does not verify, or has expired, is
     already useless, so it answers 200 with nothing to do (§2.2); another client's token is refused
     (``invalid_grant``, Authlib's answer to §2.1)."""
 
     CLIENT_AUTH_METHODS = list(CLIENT_AUTH_METHODS)
+
+    def check_params(self, request: OAuth2Request, client: PartnerClient) -> None:
+        hint = request.form.get("token_type_hint")
+        if hint and hint not in self.SUPPORTED_TOKEN_TYPES:
+            raise _UnsupportedTokenType(
+                f"token_type_hint {quoted(hint)} is not one of {', '.join(self.SUPPORTED_TOKEN_TYPES)}"
+            )
+
+    def authenticate_token(self, request: OAuth2Request, client: PartnerClient) -> RevocableToken | None:
+        self.check_params(request, client)
+        token = self.query_token(request.form["token"], request.form.get("token_type_hint"))
+        if token is not None and not token.check_client(client):
+            raise InvalidGrantError(description="the token was not issued to this client")
+        return token
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> RevocableToken | None:
         # the hint only says where to look first; we have one kind of token, so it changes nothing

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from joserfc import jwe
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OctKey
-from sqlalchemy import or_, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.signing.models import SigningKey
@@ -138,18 +138,17 @@ async def list_signing_keys(session: AsyncSession) -> list[SigningKey]:
 async def load_key_ring(
     session: AsyncSession, kek: bytes, *, now: dt.datetime, known: Mapping[str, RingKey] | None = None
 ) -> KeyRing:
-    """The unretired keys, private halves opened with ``kek``. ``known`` (the previous ring's keys) spares
-    opening again what was opened before."""
-    rows = (
-        await session.execute(
-            select(SigningKey).where(or_(SigningKey.retire_at.is_(None), SigningKey.retire_at > now))
-        )
-    ).scalars()
+    """Every key, the private halves of unretired ones opened with ``kek``. Retired keys stay in the ring
+    (public half only) so a token they signed is refused as signed by a retired key, not an unknown one;
+    the JWKS leaves them out. ``known`` (the previous ring's keys) spares opening again what was opened
+    before."""
+    rows = (await session.execute(select(SigningKey))).scalars()
     keys = []
     for row in rows:
         before = (known or {}).get(row.kid)
+        retired = row.retire_at is not None and row.retire_at <= now
         private: ECKey | None = None
-        if row.private_key_jwe is not None:
+        if row.private_key_jwe is not None and not retired:
             private = (
                 before.private
                 if before is not None and before.private is not None

@@ -3,22 +3,35 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import time
 import uuid
 from collections.abc import Iterable
 
 import httpx
+import pytest
 from joserfc import jwt
-from joserfc.jwk import KeySet
-from sqlalchemy import update
+from joserfc.jwk import ECKey, KeySet
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.app import create_app
-from api.auth.tokens import TokenService
+from api.auth.tokens import InvalidToken, TokenService
 from api.state import AppState
-from domain.db import TenantScope, apply_scope
-from domain.tenancy.models import Account, ApiClient, Tenant
-from domain.tenancy.service import IssuedClient
+from domain.db import TenantScope, apply_scope, scoped_transaction, system_transaction
+from domain.tenancy.models import Account, ApiClient, CredentialRevocation, Tenant
+from domain.tenancy.principal import Principal
+from domain.tenancy.repository import revocations_in_force
+from domain.tenancy.service import (
+    IssuedClient,
+    create_api_client,
+    expire_previous_secret,
+    principal_for_client,
+    revoke_api_client,
+    rotate_client_secret,
+)
+from milepost.credentials import token_service
 from milepost.settings import Settings
+from tests.auth_support import token_service_like
 from tests.factories import make_account, make_api_client, make_tenant
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -450,3 +463,271 @@ async def test_plain_http_public_url_is_refused_as_insecure_transport(
         "error": "insecure_transport",
         "error_description": "OAuth 2 MUST utilize https.",
     }
+
+
+# --- lifetimes and secret rotation -------------------------------------------------------------------
+
+
+async def test_a_client_with_its_own_lifetime_gets_tokens_that_live_that_long(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], tokens: TokenService
+) -> None:
+    async with sessions() as session, session.begin():
+        tenant = await make_tenant(session)
+        issued = await create_api_client(
+            session,
+            TenantScope(tenant.id),
+            name="Short-lived",
+            scopes=["ingest"],
+            access_token_ttl_seconds=120,
+            max_token_ttl_seconds=3600,
+        )
+
+    response = await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers=basic(issued.client.client_id, issued.client_secret),
+    )
+
+    assert response.status_code == 200
+    assert response.json()["expires_in"] == 120
+    claims = jwt.decode(response.json()["access_token"], KeySet.import_key_set(tokens.jwks())).claims
+    assert claims["exp"] - claims["iat"] == 120
+
+
+async def test_after_a_secret_rotation_the_old_secret_works_until_its_grace_ends(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    tenant, issued, _ = await partner(sessions, ["ingest"])
+    scope = TenantScope(tenant.id)
+    async with scoped_transaction(sessions, scope) as session:
+        rotated = await rotate_client_secret(
+            session, scope, issued.client.id, now=dt.datetime.now(dt.UTC), grace=dt.timedelta(hours=24)
+        )
+    client_id = issued.client.client_id
+
+    async def token_with(secret: str) -> httpx.Response:
+        return await client.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, headers=basic(client_id, secret)
+        )
+
+    assert (await token_with(issued.client_secret)).status_code == 200
+    assert (await token_with(rotated.client_secret)).status_code == 200
+
+    async with scoped_transaction(sessions, scope) as session:
+        expired = await expire_previous_secret(session, scope, issued.client.id, now=dt.datetime.now(dt.UTC))
+    assert expired.previous_secret_expires_at is not None
+    when = expired.previous_secret_expires_at.isoformat(timespec="seconds")
+
+    old = await token_with(issued.client_secret)
+    assert old.status_code == 401
+    assert old.json() == {
+        "error": "invalid_client",
+        "error_description": f"this client secret was replaced and expired at {when}; use the current secret",
+    }
+    assert old.headers["www-authenticate"] == 'Basic realm="milepost"'
+    assert (await token_with(rotated.client_secret)).status_code == 200
+    assert (await token_with("never-its-secret")).json() == AUTH_FAILED
+
+
+# --- RFC 7009 revocation -----------------------------------------------------------------------------
+
+
+async def token_for(client: httpx.AsyncClient, issued: IssuedClient) -> str:
+    response = await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers=basic(issued.client.client_id, issued.client_secret),
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+async def graphql_status(client: httpx.AsyncClient, token: str) -> tuple[int, str | None]:
+    response = await client.post(
+        "/graphql", json={"query": "{ __typename }"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    return response.status_code, response.headers.get("www-authenticate")
+
+
+async def revocations(sessions: async_sessionmaker[AsyncSession], tenant: Tenant) -> list[tuple[str, str]]:
+    async with scoped_transaction(sessions, TenantScope(tenant.id)) as session:
+        rows = await session.execute(
+            select(CredentialRevocation.kind, CredentialRevocation.subject).order_by(
+                CredentialRevocation.subject
+            )
+        )
+        return [(kind, subject) for kind, subject in rows]
+
+
+async def test_a_client_revokes_its_token_and_it_is_refused_at_once(
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    key_encryption_key: bytes,
+    tokens: TokenService,
+) -> None:
+    tenant, issued, _ = await partner(sessions)
+    revoked, kept = await token_for(client, issued), await token_for(client, issued)
+    jti = jwt.decode(revoked, KeySet.import_key_set(tokens.jwks())).claims["jti"]
+
+    response = await client.post(
+        "/oauth/revoke",
+        data={"token": revoked, "token_type_hint": "access_token"},
+        headers=basic(issued.client.client_id, issued.client_secret),
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {}
+    assert response.headers["cache-control"] == "no-store"
+    assert await graphql_status(client, revoked) == (
+        401,
+        'Bearer realm="milepost", error="invalid_token", error_description="the token has been revoked"',
+    )
+    assert await graphql_status(client, kept) == (200, None)
+    assert await revocations(sessions, tenant) == [("token", jti)]
+    # another API process, loading what is in force, refuses it too
+    elsewhere = await token_service(settings, sessions, key_encryption_key)
+    with pytest.raises(InvalidToken, match="the token has been revoked"):
+        elsewhere.verify(revoked)
+    # revoking it again is fine, and so is a refresh_token hint (we look for the token whatever the hint)
+    again = await client.post(
+        "/oauth/revoke",
+        data={
+            "token": revoked,
+            "token_type_hint": "refresh_token",
+            "client_id": issued.client.client_id,
+            "client_secret": issued.client_secret,
+        },
+    )
+    assert (again.status_code, again.json()) == (200, {})
+    assert await revocations(sessions, tenant) == [("token", jti)]
+
+
+async def test_a_client_cannot_revoke_another_clients_token(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], tokens: TokenService
+) -> None:
+    tenant, mine, _ = await partner(sessions)
+    async with sessions() as session, session.begin():
+        neighbour = await make_api_client(session, tenant)
+    _, foreign, _ = await partner(sessions)
+    neighbours_token, foreign_token = await token_for(client, neighbour), await token_for(client, foreign)
+    staff_token = tokens.issue(
+        Principal(
+            tenant_id=tenant.id, subject_kind="user", subject_id=uuid.uuid4(), roles=frozenset({"admin"})
+        )
+    )
+
+    for token in (neighbours_token, foreign_token, staff_token):
+        response = await client.post(
+            "/oauth/revoke",
+            data={"token": token},
+            headers=basic(mine.client.client_id, mine.client_secret),
+        )
+        assert response.status_code == 400
+        assert response.json() == {
+            "error": "invalid_grant",
+            "error_description": "the token was not issued to this client",
+        }
+        assert await graphql_status(client, token) == (200, None)
+    assert await revocations(sessions, tenant) == []
+
+
+async def test_a_token_that_is_already_useless_is_revoked_with_nothing_to_do(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], tokens: TokenService
+) -> None:
+    tenant, issued, _ = await partner(sessions)
+    principal = principal_for_client(issued.client)
+    expired = token_service_like(tokens, clock=lambda: time.time() - 3600).issue(principal)
+    forged = token_service_like(tokens, key=ECKey.generate_key("P-256", private=True)).issue(principal)
+
+    for token in ("not-a-jwt", expired, forged):
+        response = await client.post(
+            "/oauth/revoke",
+            data={"token": token},
+            headers=basic(issued.client.client_id, issued.client_secret),
+        )
+        # RFC 7009 §2.2: an invalid token is no error, the client could do nothing about it
+        assert (response.status_code, response.json()) == (200, {})
+    assert await revocations(sessions, tenant) == []
+
+
+async def test_bad_revocation_requests_get_precise_errors(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    tenant, issued, _ = await partner(sessions)
+    token = await token_for(client, issued)
+    credentials = basic(issued.client.client_id, issued.client_secret)
+    cases: list[tuple[dict[str, str], dict[str, str], int, dict[str, str]]] = [
+        (
+            {"token": token},
+            {},
+            401,
+            {
+                "error": "invalid_client",
+                "error_description": "client authentication required: HTTP Basic (client_secret_basic) "
+                "or client_id and client_secret in the body (client_secret_post)",
+            },
+        ),
+        ({"token": token}, basic(issued.client.client_id, "wrong"), 401, AUTH_FAILED),
+        (
+            {"token_type_hint": "access_token"},
+            credentials,
+            400,
+            {"error": "invalid_request", "error_description": "the token parameter is missing"},
+        ),
+        (
+            {"token": token, "token_type_hint": "id_token"},
+            credentials,
+            400,
+            {
+                "error": "unsupported_token_type",
+                "error_description": "token_type_hint 'id_token' is not one of access_token, refresh_token",
+            },
+        ),
+    ]
+    for form, headers, status, body in cases:
+        response = await client.post("/oauth/revoke", data=form, headers=headers)
+        assert (response.status_code, response.json()) == (status, body), form
+    as_json = await client.post("/oauth/revoke", json={"token": token}, headers=credentials)
+    assert (as_json.status_code, as_json.json()) == (
+        400,
+        {
+            "error": "invalid_request",
+            "error_description": "the revocation endpoint accepts only application/x-www-form-urlencoded bodies",
+        },
+    )
+    assert (await client.get("/oauth/revoke")).status_code == 405
+    assert await revocations(sessions, tenant) == []
+    assert await graphql_status(client, token) == (200, None)
+
+
+async def test_a_revoked_client_can_neither_revoke_nor_use_its_tokens(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], app_state: AppState
+) -> None:
+    tenant, issued, _ = await partner(sessions)
+    token = await token_for(client, issued)
+    scope = TenantScope(tenant.id)
+    async with scoped_transaction(sessions, scope) as session:
+        await revoke_api_client(
+            session,
+            scope,
+            issued.client.id,
+            now=dt.datetime.now(dt.UTC),
+            max_token_lifetime=dt.timedelta(hours=1),
+        )
+    # what this process's credentials watch does when the NOTIFY arrives
+    async with system_transaction(sessions) as session:
+        app_state.tokens.use_revocations(await revocations_in_force(session, dt.datetime.now(dt.UTC)))
+
+    refused = await client.post(
+        "/oauth/revoke", data={"token": token}, headers=basic(issued.client.client_id, issued.client_secret)
+    )
+
+    assert (refused.status_code, refused.json()) == (
+        401,
+        {"error": "invalid_client", "error_description": "this client has been revoked"},
+    )
+    assert await graphql_status(client, token) == (
+        401,
+        'Bearer realm="milepost", error="invalid_token", error_description="the token\'s client has been revoked"',
+    )
