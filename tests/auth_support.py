@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from joserfc.jwk import ECKey
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.auth.tokens import TokenService
 from domain.signing.rules import KeyRing
@@ -37,3 +41,25 @@ def token_service_like(
         max_ttl_seconds=tokens.max_ttl_seconds,
         clock=clock,
     )
+
+
+@asynccontextmanager
+async def signing_keys_restored(owner_engine: AsyncEngine) -> AsyncIterator[None]:
+    """Put ``signing_key`` back as it was: for tests that commit key rotations (the table is shared by
+    every test of a worker, and the session's token service was loaded from it)."""
+    async with owner_engine.connect() as conn:
+        saved = (await conn.execute(text("SELECT * FROM signing_key"))).mappings().all()
+    try:
+        yield
+    finally:
+        async with owner_engine.begin() as conn:
+            await conn.execute(text("DELETE FROM signing_key"))
+            for row in saved:
+                await conn.execute(
+                    text(
+                        "INSERT INTO signing_key (kid, algorithm, public_jwk, private_key_jwe, created_at, "
+                        "activates_at, retire_at) VALUES (:kid, :algorithm, CAST(:public_jwk AS jsonb), "
+                        ":private_key_jwe, :created_at, :activates_at, :retire_at)"
+                    ),
+                    {**row, "public_jwk": json.dumps(row["public_jwk"])},
+                )
