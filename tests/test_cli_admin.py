@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import uuid
+from pathlib import Path
 
 import httpx
 from argon2 import PasswordHasher
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.auth.tokens import TokenService
-from domain.db import TenantScope, apply_scope
+from api.state import AppState
+from domain.db import TenantScope, apply_scope, system_transaction
 from domain.tenancy.models import Role, User
+from domain.tenancy.repository import revocations_in_force
 from domain.tenancy.service import find_tenant_by_slug
+from milepost.settings import Settings
+from tests.auth_support import signing_keys_restored
 from tests.cli_support import milepost, printed
 from tests.factories import unique_slug
 
@@ -63,7 +69,17 @@ async def test_a_created_client_gets_a_token_from_the_token_endpoint(
         await milepost(cli_env, "client", "create", "--tenant", slug, "--scopes", "shipments:read ingest")
     )
 
-    assert set(issued) == {"id", "tenant", "name", "client_id", "client_secret", "scopes", "account"}
+    assert set(issued) == {
+        "id",
+        "tenant",
+        "name",
+        "client_id",
+        "client_secret",
+        "scopes",
+        "account",
+        "token_ttl_seconds",
+    }
+    assert issued["token_ttl_seconds"] is None
     assert issued["tenant"] == slug
     assert issued["name"] == "API client"
     assert issued["scopes"] == ["ingest", "shipments:read"]
@@ -269,7 +285,7 @@ async def test_refusals_exit_2_with_one_clear_line(cli_env: dict[str, str | None
         "unknown scope": (
             ["client", "create", "--tenant", slug, "--scopes", "shipments:read everything"],
             "error: unknown scope(s) everything; expected some of billing:read, exceptions:read, "
-            "exceptions:write, ingest, rules:read, rules:write, shipments:read, shipments:write\n",
+            "exceptions:write, ingest, shipments:read, shipments:write, webhooks:manage\n",
         ),
         "no scope": (
             ["client", "create", "--tenant", slug, "--scopes", " "],
@@ -309,3 +325,154 @@ async def test_a_bad_role_is_refused_before_anything_runs(cli_env: dict[str, str
     assert (
         result.stderr.splitlines()[-1] == f"Error: Invalid value for '--role': 'pilot' is not one of {roles}."
     )
+
+
+async def token_status(client: httpx.AsyncClient, client_id: str, secret: str) -> httpx.Response:
+    credentials = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    return await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": f"Basic {credentials}"},
+    )
+
+
+async def test_client_secrets_rotate_with_a_grace_period_and_clients_are_revoked(
+    cli_env: dict[str, str | None], client: httpx.AsyncClient, app_state: AppState
+) -> None:
+    slug = await new_tenant(cli_env)
+    issued = printed(
+        await milepost(
+            cli_env, "client", "create", "--tenant", slug, "--scopes", "ingest", "--token-ttl", "120"
+        )
+    )
+    assert issued["token_ttl_seconds"] == 120
+    client_id, first_secret = issued["client_id"], issued["client_secret"]
+    assert (await token_status(client, client_id, first_secret)).json()["expires_in"] == 120
+
+    rotated = printed(await milepost(cli_env, "client", "rotate-secret", client_id, "--grace", "1.5"))
+
+    assert set(rotated) == {
+        "id",
+        "tenant",
+        "name",
+        "client_id",
+        "client_secret",
+        "scopes",
+        "account_id",
+        "token_ttl_seconds",
+        "created_at",
+        "secret_rotated_at",
+        "previous_secret_expires_at",
+        "revoked_at",
+    }
+    assert (rotated["id"], rotated["tenant"], rotated["client_id"]) == (issued["id"], slug, client_id)
+    grace = dt.datetime.fromisoformat(rotated["previous_secret_expires_at"]) - dt.datetime.fromisoformat(
+        rotated["secret_rotated_at"]
+    )
+    assert grace == dt.timedelta(hours=1.5)
+    second_secret = rotated["client_secret"]
+    assert (await token_status(client, client_id, first_secret)).status_code == 200
+    assert (await token_status(client, client_id, second_secret)).status_code == 200
+
+    expired = printed(await milepost(cli_env, "client", "expire-secret", client_id))
+    assert "client_secret" not in expired
+    assert (await token_status(client, client_id, first_secret)).status_code == 401
+    assert (await token_status(client, client_id, second_secret)).status_code == 200
+
+    listed = printed(await milepost(cli_env, "client", "list", "--tenant", slug))
+    assert [entry["client_id"] for entry in listed["clients"]] == [client_id]
+    assert "client_secret" not in listed["clients"][0]
+
+    token = (await token_status(client, client_id, second_secret)).json()["access_token"]
+    revoked = printed(await milepost(cli_env, "client", "revoke", client_id))
+    assert revoked["revoked_at"] is not None
+    refused = await token_status(client, client_id, second_secret)
+    assert refused.json() == {"error": "invalid_client", "error_description": "this client has been revoked"}
+    # the API process hears of it by NOTIFY; here, without the watch, we reload as it would
+    async with system_transaction(app_state.sessions) as session:
+        app_state.tokens.use_revocations(await revocations_in_force(session, dt.datetime.now(dt.UTC)))
+    bearer = await client.post(
+        "/graphql", json={"query": "{ __typename }"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert bearer.json()["error_description"] == "the token's client has been revoked"
+    assert printed(await milepost(cli_env, "client", "list", "--tenant", slug))["clients"] == []
+    assert [
+        entry["client_id"]
+        for entry in printed(await milepost(cli_env, "client", "list", "--tenant", slug, "--all"))["clients"]
+    ] == [client_id]
+
+    again = await milepost(cli_env, "client", "revoke", client_id)
+    assert again.exit_code == 2
+    assert (
+        again.stderr
+        == f"error: API client {client_id} was revoked at {revoked['revoked_at'].replace(' ', 'T')}\n"
+    )
+
+
+async def test_client_commands_refuse_bad_input_with_one_line(cli_env: dict[str, str | None]) -> None:
+    slug = await new_tenant(cli_env)
+    issued = printed(await milepost(cli_env, "client", "create", "--tenant", slug, "--scopes", "ingest"))
+    missing = f"mp_{uuid.uuid4().hex}"
+    cases = {
+        "unknown client": (["client", "rotate-secret", missing], f"error: no API client {missing!r}\n"),
+        "unknown client to revoke": (["client", "revoke", missing], f"error: no API client {missing!r}\n"),
+        "lifetime too long": (
+            ["client", "create", "--tenant", slug, "--scopes", "ingest", "--token-ttl", "7200"],
+            "error: a client's token lifetime must be 60 to 3600 seconds "
+            "(MILEPOST_ACCESS_TOKEN_MAX_TTL_SECONDS), got 7200\n",
+        ),
+    }
+    for label, (args, message) in cases.items():
+        result = await milepost(cli_env, *args)
+        assert (result.exit_code, result.stdout, result.stderr) == (2, "", message), label
+    negative = await milepost(cli_env, "client", "rotate-secret", issued["client_id"], "--grace", "-1")
+    assert negative.exit_code == 2
+    assert "Invalid value for '--grace'" in negative.stderr
+
+
+async def test_keys_rotate_needs_the_shared_key_encryption_key_and_then_publishes_a_new_key(
+    cli_env: dict[str, str | None], settings: Settings, owner_engine: AsyncEngine, tokens: TokenService
+) -> None:
+    async with signing_keys_restored(owner_engine):
+        before = printed(await milepost(cli_env, "keys", "list"))["keys"]
+
+        # this command's data folder has no key-encryption key, but the database holds keys sealed with one
+        lost = await milepost(cli_env, "keys", "rotate")
+        assert lost.exit_code == 2
+        assert lost.stderr == (
+            f"error: MILEPOST_JWT_KEY_ENCRYPTION_KEY_FILE ({cli_env['MILEPOST_DATA_DIR']}/jwt-key-encryption.key) "
+            "does not exist, but the database holds signing keys sealed with a key-encryption key: give this "
+            "process the file the other processes use\n"
+        )
+        wrong = Path(str(cli_env["MILEPOST_DATA_DIR"])) / "other.key"
+        wrong.write_text(base64.urlsafe_b64encode(b"x" * 32).decode())
+        mismatched = await milepost(
+            cli_env, "keys", "rotate", MILEPOST_JWT_KEY_ENCRYPTION_KEY_FILE=str(wrong)
+        )
+        assert mismatched.exit_code == 2
+        assert "the key-encryption key does not open signing key" in mismatched.stderr
+
+        shared = {"MILEPOST_JWT_KEY_ENCRYPTION_KEY_FILE": str(settings.key_encryption_key_path)}
+        rotated = printed(await milepost(cli_env, "keys", "rotate", **shared))
+
+        signing = [key for key in before if key["status"] == "signing"]
+        assert len(signing) == 1
+        statuses = {key["kid"]: key["status"] for key in rotated["keys"]}
+        assert statuses[rotated["added"]] == "pending"
+        assert statuses[signing[0]["kid"]] == "signing"
+        added = next(key for key in rotated["keys"] if key["kid"] == rotated["added"])
+        activates = dt.datetime.fromisoformat(added["activates_at"]) - dt.datetime.fromisoformat(
+            added["created_at"]
+        )
+        assert activates == dt.timedelta(seconds=300)
+        old = next(key for key in rotated["keys"] if key["kid"] == signing[0]["kid"])
+        # it retires when its last possible token (signed up to activation + 15 s of staleness) expires
+        assert dt.datetime.fromisoformat(old["retire_at"]) == dt.datetime.fromisoformat(
+            added["activates_at"]
+        ) + dt.timedelta(seconds=15 + 3600)
+
+        emergency = printed(await milepost(cli_env, "keys", "rotate", "--retire-previous-now", **shared))
+        statuses = {key["kid"]: key["status"] for key in emergency["keys"]}
+        assert statuses[emergency["added"]] == "signing"
+        assert [kid for kid, status in statuses.items() if status != "retired"] == [emergency["added"]]
+        assert printed(await milepost(cli_env, "keys", "list"))["keys"] == emergency["keys"]

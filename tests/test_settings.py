@@ -72,3 +72,28 @@ def test_subscription_settings_have_defaults_and_come_from_milepost_variables(
         "configuration error:",
         "  MILEPOST_SUBSCRIPTION_QUEUE_SIZE: Input should be greater than or equal to 1 (got '0')",
     ]
+
+
+def test_token_and_credential_settings_have_defaults_and_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = Settings()
+    assert (defaults.access_token_ttl_seconds, defaults.access_token_max_ttl_seconds) == (900, 3600)
+    assert (defaults.client_secret_grace_hours, defaults.credentials_refresh_seconds) == (24.0, 15.0)
+    assert str(defaults.key_encryption_key_path) == ".milepost/jwt-key-encryption.key"
+    monkeypatch.setenv("MILEPOST_JWT_KEY_ENCRYPTION_KEY_FILE", "/run/secrets/milepost-kek")
+    monkeypatch.setenv("MILEPOST_CLIENT_SECRET_GRACE_HOURS", "2")
+    settings = Settings()
+    assert (str(settings.key_encryption_key_path), settings.client_secret_grace_hours) == (
+        "/run/secrets/milepost-kek",
+        2.0,
+    )
+    monkeypatch.setenv("MILEPOST_ACCESS_TOKEN_TTL_SECONDS", "1800")
+    monkeypatch.setenv("MILEPOST_ACCESS_TOKEN_MAX_TTL_SECONDS", "600")
+    monkeypatch.setenv("MILEPOST_CREDENTIALS_REFRESH_SECONDS", "0")
+    result = CliRunner().invoke(main, ["serve"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "configuration error:",
+        "  MILEPOST_ACCESS_TOKEN_MAX_TTL_SECONDS: Value error, must be at least "
+        "MILEPOST_ACCESS_TOKEN_TTL_SECONDS (1800) (got '600')",
+        "  MILEPOST_CREDENTIALS_REFRESH_SECONDS: Input should be greater than or equal to 1 (got '0')",
+    ]

@@ -20,6 +20,7 @@ from domain.notify.models import EmailTemplate, ExceptionFollower, WebhookAttemp
 from domain.notify.models import Notification as NotificationRow
 from domain.notify.models import WebhookDelivery as WebhookDeliveryRow
 from domain.outbox.models import OutboxMessage
+from domain.tenancy.principal import Principal
 from domain.workflow import topics
 from tests.api.graphql_support import gql, partner, staff
 from tests.api.test_graphql_exceptions import staff_user
@@ -167,6 +168,55 @@ async def test_endpoints_by_admins_and_by_shippers_for_their_own_account(
         {"id": own["id"]},
     )
     assert rotated["data"]["rotateWebhookSecret"]["secret"] not in (tenant_hook["secret"], None)
+
+
+async def test_partner_clients_with_webhooks_manage_keep_their_own_endpoints(
+    client: httpx.AsyncClient,
+    tokens: TokenService,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    world = await committed_tenant(sessions, accounts=2, shipments_per_account=1)
+    other = await committed_tenant(sessions, accounts=1, shipments_per_account=1)
+    tenant_wide = partner(world, "webhooks:manage")
+    bound = Principal(
+        tenant_id=world.scope.tenant_id,
+        subject_kind="api_client",
+        subject_id=uuid.uuid4(),
+        account_id=world.accounts[0].id,
+        scopes=frozenset({"webhooks:manage"}),
+    )
+    hook = {"url": "https://tms.example.com/hook", "eventTypes": ["exception.opened"]}
+
+    made = await gql(client, tokens, tenant_wide, CREATE, {"input": hook})
+    mine = await gql(client, tokens, bound, CREATE, {"input": hook})
+    sneaky = await gql(
+        client,
+        tokens,
+        bound,
+        CREATE,
+        {"input": {**hook, "accountId": to_global_id("Account", world.accounts[1].id)}},
+    )
+
+    assert made["data"]["createWebhookEndpoint"]["endpoint"]["accountId"] is None
+    assert made["data"]["createWebhookEndpoint"]["secret"].startswith("whsec_")
+    own = mine["data"]["createWebhookEndpoint"]["endpoint"]
+    assert own["accountId"] == to_global_id("Account", world.accounts[0].id)
+    assert sneaky["data"]["createWebhookEndpoint"]["__typename"] == "NotFoundError"
+    listed = await gql(client, tokens, bound, "{ webhookEndpoints { id } }")
+    assert listed["data"]["webhookEndpoints"] == [{"id": own["id"]}]
+    assert (
+        len(
+            (await gql(client, tokens, tenant_wide, "{ webhookEndpoints { id } }"))["data"][
+                "webhookEndpoints"
+            ]
+        )
+        == 2
+    )
+    theirs = await gql(client, tokens, partner(other, "webhooks:manage"), "{ webhookEndpoints { id } }")
+    assert theirs["data"]["webhookEndpoints"] == []
+    without = await gql(client, tokens, partner(world, "exceptions:read", "ingest"), CREATE, {"input": hook})
+    assert without["errors"][0]["message"] == "this operation needs the 'webhooks:manage' scope"
+    assert await count(sessions, world.scope, WebhookEndpoint) == 2
 
 
 async def test_the_viewers_notifications_and_preferences(
