@@ -36,6 +36,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.websockets import WebSocket
 
+from api.auth.tokens import VerifiedToken
 from api.graphql.context import Loaders
 from domain.db import TenantScope, scoped_transaction
 from domain.exceptions.models import ShipmentException
@@ -447,14 +448,20 @@ class LiveConnection:
         self.connection_params: dict[str, object] | None = None  # set by strawberry at connection_init
         self._subscribers: set[Subscriber] = set()
         self._expiry: asyncio.TimerHandle | None = None
+        self._forget_token: Callable[[], None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
-    def accept(self, principal: Principal, expires_in: float) -> None:
-        """Authenticated: the connection ends with :data:`EXPIRED_CLOSE_CODE` when the token expires."""
-        self.principal = principal
+    def accept(self, verified: VerifiedToken) -> None:
+        """Authenticated: the connection ends with :data:`EXPIRED_CLOSE_CODE` when the token expires, or
+        as soon as this process learns it was revoked (its client or the token itself)."""
+        self.principal = verified.principal
+        tokens = self.state.tokens
         loop = asyncio.get_running_loop()
         self._expiry = loop.call_later(
-            max(expires_in, 0.0), self.close_soon, EXPIRED_CLOSE_CODE, EXPIRED_CLOSE_REASON
+            max(tokens.seconds_left(verified), 0.0), self.close_soon, EXPIRED_CLOSE_CODE, EXPIRED_CLOSE_REASON
+        )
+        self._forget_token = tokens.on_revoked(
+            verified, lambda: self.close_soon(EXPIRED_CLOSE_CODE, EXPIRED_CLOSE_REASON)
         )
 
     def subscribe(self, interest: Interest) -> Subscriber:
@@ -488,6 +495,8 @@ class LiveConnection:
         """The WebSocket is gone: stop the expiry timer and forget its subscribers."""
         if self._expiry is not None:
             self._expiry.cancel()
+        if self._forget_token is not None:
+            self._forget_token()
         for subscriber in list(self._subscribers):
             self.unsubscribe(subscriber)
 

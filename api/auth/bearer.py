@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 
-from api.auth.tokens import InvalidToken, TokenService
+from api.auth.tokens import InvalidToken, TokenService, VerifiedToken
 from domain.tenancy.principal import Principal
 
 REALM = "milepost"
@@ -47,13 +47,11 @@ def authenticate(connection: HTTPConnection, tokens: TokenService) -> Principal:
         raise Unauthorized("invalid_token", str(error)) from None
 
 
-def authenticate_connection_init(
-    payload: Mapping[str, object], tokens: TokenService
-) -> tuple[Principal, float]:
-    """The principal of a graphql-transport-ws ``connection_init`` payload and the seconds its token has
-    left, or :class:`Unauthorized`. Browsers cannot set headers on a WebSocket, so the token travels in
-    the payload: ``{"Authorization": "Bearer <token>"}`` (as the HTTP header, any case) or
-    ``{"token": "<token>"}``."""
+def authenticate_connection_init(payload: Mapping[str, object], tokens: TokenService) -> VerifiedToken:
+    """The verified token of a graphql-transport-ws ``connection_init`` payload (its principal, its end,
+    its id for revocation), or :class:`Unauthorized`. Browsers cannot set headers on a WebSocket, so the
+    token travels in the payload: ``{"Authorization": "Bearer <token>"}`` (as the HTTP header, any case)
+    or ``{"token": "<token>"}``."""
     headers = {key.lower(): value for key, value in payload.items()}
     token: object = headers.get("token")
     if token is None:
@@ -66,6 +64,6 @@ def authenticate_connection_init(
     if not isinstance(token, str) or not token.strip():
         raise Unauthorized("invalid_request", "the token must be a non-empty string")
     try:
-        return tokens.verify_with_expiry(token.strip())
+        return tokens.verify_token(token.strip())
     except InvalidToken as error:
         raise Unauthorized("invalid_token", str(error)) from None

@@ -65,6 +65,8 @@ class TokenService:
     ) -> None:
         self._keys = keys
         self._revocations = revocations or Revocations()
+        # open WebSockets, closed when their token is revoked: key -> (principal, jti, close)
+        self._holders: dict[object, tuple[Principal, str, Callable[[], None]]] = {}
         self._clock = clock
         self.issuer = issuer
         self.audience = audience
@@ -96,13 +98,40 @@ class TokenService:
 
     def use_revocations(self, revocations: Revocations) -> None:
         self._revocations = revocations
+        self._revocations_changed()
 
     def revoked_client(self, client_row_id: uuid.UUID) -> None:
         """Refuse the client's tokens in this process now, not at the next reload (which keeps it)."""
         self._revocations = self._revocations.with_client(client_row_id)
+        self._revocations_changed()
 
     def revoked_token(self, jti: str) -> None:
         self._revocations = self._revocations.with_token(jti)
+        self._revocations_changed()
+
+    def on_revoked(self, verified: VerifiedToken, close: Callable[[], None]) -> Callable[[], None]:
+        """Call ``close`` once if this token gets revoked (a WebSocket it opened must end then); returns
+        the function that forgets it (call it when the connection ends)."""
+        key = object()
+        self._holders[key] = (verified.principal, verified.jti, close)
+
+        def forget() -> None:
+            self._holders.pop(key, None)
+
+        return forget
+
+    def _revoked_why(self, principal: Principal, jti: str) -> str | None:
+        if principal.subject_kind == "api_client" and principal.subject_id in self._revocations.clients:
+            return "the token's client has been revoked"
+        if jti in self._revocations.token_ids:
+            return "the token has been revoked"
+        return None
+
+    def _revocations_changed(self) -> None:
+        for key, (principal, jti, close) in list(self._holders.items()):
+            if self._revoked_why(principal, jti) is not None:
+                del self._holders[key]
+                close()
 
     def _now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self._clock(), dt.UTC)
@@ -145,15 +174,21 @@ class TokenService:
         return self.verify_with_expiry(token)[0]
 
     def verify_with_expiry(self, token: str) -> tuple[Principal, float]:
-        """The token's principal and the seconds until it expires (a WebSocket ends then); refused when
-        anything is wrong with it, including a revocation."""
+        """The token's principal and the seconds until it expires; refused when anything is wrong with
+        it, including a revocation."""
+        verified = self.verify_token(token)
+        return verified.principal, self.seconds_left(verified)
+
+    def verify_token(self, token: str) -> VerifiedToken:
+        """The verified token (signature, key, claims, revocations)."""
         verified = self.decode(token)
-        principal = verified.principal
-        if principal.subject_kind == "api_client" and principal.subject_id in self._revocations.clients:
-            raise InvalidToken("the token's client has been revoked")
-        if verified.jti in self._revocations.token_ids:
-            raise InvalidToken("the token has been revoked")
-        return principal, verified.expires_at - self._clock()
+        why = self._revoked_why(verified.principal, verified.jti)
+        if why is not None:
+            raise InvalidToken(why)
+        return verified
+
+    def seconds_left(self, verified: VerifiedToken) -> float:
+        return verified.expires_at - self._clock()
 
     def decode(self, token: str) -> VerifiedToken:
         """Check the header (algorithm, type, a known and unretired key), the signature and the claims;

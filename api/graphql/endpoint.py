@@ -87,14 +87,12 @@ class MilepostGraphQL(GraphQL[Context | LiveConnection, None]):
     async def on_ws_connect(self, context: Context | LiveConnection) -> UnsetType | dict[str, object] | None:
         assert isinstance(context, LiveConnection)
         try:
-            principal, expires_in = authenticate_connection_init(
-                context.connection_params or {}, self.state.tokens
-            )
+            verified = authenticate_connection_init(context.connection_params or {}, self.state.tokens)
         except Unauthorized as error:
             # graphql-transport-ws answers a refused connection_init with 4403 Forbidden, nothing more
             log.info("websocket refused", reason=error.description)
             raise ConnectionRejectionError() from None
-        context.accept(principal, expires_in)
+        context.accept(verified)
         return await super().on_ws_connect(context)
 
 

@@ -416,6 +416,32 @@ async def test_a_token_in_either_accepted_form_subscribes(
             assert json.loads(await socket_.recv()) == {"type": "pong"}
 
 
+async def test_a_revoked_token_or_client_ends_the_subscription_at_once(
+    server: LiveServer, tokens: TokenService, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    world = await committed_tenant(sessions, accounts=1, shipments_per_account=1)
+    by_token, by_client, bystander = (partner(world, "exceptions:read") for _ in range(3))
+    token = tokens.issue(by_token)
+    async with (
+        subscribed(server.url, token, EXCEPTION_EVENTS) as first,
+        subscribed(server.url, tokens.issue(by_client), EXCEPTION_EVENTS) as second,
+        subscribed(server.url, tokens.issue(bystander), EXCEPTION_EVENTS) as third,
+    ):
+        await server.subscribers(3)
+        # what the credentials watch does when a revocation's NOTIFY arrives (or the request revoking it)
+        tokens.revoked_token(tokens.decode(token).jti)
+        assert close_of(await first.ending(seconds=5)) == (4403, "Forbidden")
+        tokens.revoked_client(by_client.subject_id)
+        assert close_of(await second.ending(seconds=5)) == (4403, "Forbidden")
+        await server.subscribers(1)
+        assert third.results.empty()
+    await server.subscribers(0)
+    # and the token cannot open a new connection
+    async with raw_socket(server.url) as socket_:
+        init = {"type": "connection_init", "payload": {"token": token}}
+        assert await closed_with(socket_, init) == (4403, "Forbidden")
+
+
 async def test_an_expired_token_ends_the_subscription_when_it_expires(
     server: LiveServer, settings: Settings, tokens: TokenService, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
