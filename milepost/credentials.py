@@ -17,6 +17,7 @@ import secrets
 from pathlib import Path
 
 from joserfc.jwk import ECKey
+from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth.tokens import TokenService
@@ -105,10 +106,16 @@ async def prepare_signing(
     settings: Settings, sessions: async_sessionmaker[AsyncSession], *, now: dt.datetime | None = None
 ) -> bytes:
     """The KEK, and a first signing key in the database when there is none; returns the KEK."""
-    kek = await key_encryption_key(settings, sessions, create=True)
-    legacy = legacy_signing_key(settings.signing_key_path)
-    async with sessions() as session, session.begin():
-        await ensure_signing_key(session, kek, now=now or dt.datetime.now(dt.UTC), legacy=legacy)
+    try:
+        kek = await key_encryption_key(settings, sessions, create=True)
+        legacy = legacy_signing_key(settings.signing_key_path)
+        async with sessions() as session, session.begin():
+            await ensure_signing_key(session, kek, now=now or dt.datetime.now(dt.UTC), legacy=legacy)
+    except ProgrammingError as error:  # e.g. signing_key does not exist yet
+        first_line = str(error.orig).splitlines()[0] if error.orig is not None else str(error)
+        raise CredentialsError(
+            f"cannot read the signing keys ({first_line}): is the database migrated? run `milepost migrate`"
+        ) from None
     return kek
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import stat
+import uuid
 from pathlib import Path
 
+import asyncpg
 import pytest
 from joserfc.jwk import ECKey
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from milepost.credentials import (
     CredentialsError,
@@ -18,6 +20,7 @@ from milepost.credentials import (
     read_key_encryption_key,
     token_service,
 )
+from milepost.database import Database, libpq_url
 from milepost.settings import Settings
 
 
@@ -89,3 +92,29 @@ async def test_a_process_without_the_shared_key_encryption_key_refuses_to_start(
     assert "the key-encryption key does not open signing key" in str(wrong.value)
     # the right one works, and creates nothing new
     assert await prepare_signing(settings, sessions) == key_encryption_key
+
+
+async def test_a_database_without_the_signing_tables_asks_for_migrate(
+    settings: Settings, database: Database, tmp_path: Path
+) -> None:
+    # the application role on a database where this revision's tables do not exist
+    name = f"milepost_unmigrated_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(libpq_url(database.owner_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        engine = create_async_engine(database.owner_url.set(database=name))
+        try:
+            sessions = async_sessionmaker(engine, expire_on_commit=False)
+            fresh = settings.model_copy(update={"jwt_key_encryption_key_file": tmp_path / "kek"})
+            with pytest.raises(CredentialsError) as refused:
+                await prepare_signing(fresh, sessions)
+        finally:
+            await engine.dispose()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+    assert str(refused.value) == (
+        'cannot read the signing keys (relation "signing_key" does not exist): is the database migrated? '
+        "run `milepost migrate`"
+    )

@@ -300,9 +300,13 @@ async def test_the_partner_secret_is_kept_once_in_a_private_file(
     assert {slug: entry["client_id"] for slug, entry in stored.items()} == {
         slug: t.client_id for slug, t in seeded.items()
     }
-    client = await authenticate_client(
-        session, stored["northwind"]["client_id"], stored["northwind"]["client_secret"]
+    checked = await authenticate_client(
+        session,
+        stored["northwind"]["client_id"],
+        stored["northwind"]["client_secret"],
+        now=dt.datetime.now(dt.UTC),
     )
+    client = checked.client
     assert client is not None
     assert sorted(client.scopes) == ["exceptions:read", "ingest", "shipments:read"]
 

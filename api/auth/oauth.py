@@ -220,7 +220,7 @@ class RevocableToken:
         return (
             principal.subject_kind == "api_client"
             and principal.subject_id == client.row.id
-            and principal.tenant_id == client.row.tenant_id
+            and principal.scope == principal_for_client(client.row).scope
         )
 
 

@@ -170,7 +170,7 @@ async def test_revoking_a_client_records_it_for_the_bearer_checks(session: Async
     assert [(r.tenant_id, r.kind, r.subject, r.revoked_at, r.expires_at) for r in rows] == [
         (tenant.id, "client", str(issued.client.id), now, now + HOUR + dt.timedelta(minutes=5))
     ]
-    assert (await system_read(session, now)).clients == frozenset({issued.client.id})
+    assert issued.client.id in (await system_read(session, now)).clients  # with other tests' committed ones
     with pytest.raises(ClientRevoked) as again:
         await revoke_api_client(session, scope, issued.client.id, now=now, max_token_lifetime=HOUR)
     with pytest.raises(ClientRevoked):
