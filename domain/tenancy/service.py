@@ -194,7 +194,7 @@ async def create_api_client(
         tenant_id=scope.tenant_id,
         client_id=f"mp_{secrets.token_urlsafe(18)}",
         name=name,
-        secret_hash=hash_secret(secret),
+        secret_hash=await asyncio.to_thread(hash_secret, secret),
         scopes=wanted,
         account_id=account_id,
         access_token_ttl_seconds=access_token_ttl_seconds,
