@@ -2,7 +2,7 @@
 list as a CHECK, revocations of clients and tokens, and signing keys kept in the database (encrypted).
 
 Revision ID: oauth
-Revises: 0007
+Revises: 0008
 Create Date: 2026-11-22 09:00:00.000000
 """
 
@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 from migrations import security
 
 revision = "oauth"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
