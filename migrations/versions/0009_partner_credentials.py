@@ -1,7 +1,7 @@
 """Partner OAuth2: client secret rotation with a grace period, per-client token lifetimes, the closed scope
 list as a CHECK, revocations of clients and tokens, and signing keys kept in the database (encrypted).
 
-Revision ID: oauth
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-11-22 09:00:00.000000
 """
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 
 from migrations import security
 
-revision = "oauth"
+revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None
