@@ -10,13 +10,14 @@ Two layers keep tenants apart, on purpose both:
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, ColumnElement, MetaData, Select, Text, Uuid, and_, bindparam, text
+from sqlalchemy import BigInteger, ColumnElement, MetaData, Select, Text, Uuid, and_, bindparam, text, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
@@ -121,3 +122,20 @@ def tenant_condition(model: Any, scope: TenantScope) -> ColumnElement[bool]:
 def scoped(statement: SelectT, model: Any, scope: TenantScope) -> SelectT:
     """Filter ``statement`` on ``model`` to ``scope``: the tenant, and the account where the row has one."""
     return statement.where(tenant_condition(model, scope))
+
+
+# Where an ordering puts a missing time: after every real one.
+FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+
+
+def keyset(
+    statement: SelectT, columns: tuple[Any, ...], descending: bool, after: tuple[Any, ...] | None
+) -> SelectT:
+    """``statement`` ordered by ``columns`` (all descending or all ascending; the last one unique, e.g. the
+    id) and continued after the position ``after``: keyset pagination, stable under inserts, one row
+    comparison an index on the same columns answers."""
+    statement = statement.order_by(*(c.desc() if descending else c for c in columns))
+    if after is None:
+        return statement
+    position = tuple_(*columns)
+    return statement.where(position < tuple_(*after) if descending else position > tuple_(*after))

@@ -21,6 +21,8 @@ from api.graphql.relay import (
     UserInputError,
     check_page_size,
     decode_cursor,
+    decode_position,
+    encode_position,
     expect_global_id,
     from_global_id,
     paginate,
@@ -32,6 +34,7 @@ from api.graphql.shipments.types import (
     ShipmentConnection,
     ShipmentEdge,
     ShipmentFilter,
+    ShipmentOrder,
     account_node,
     shipment_node,
 )
@@ -54,6 +57,7 @@ from api.graphql.tracking.types import IngestStatus as IngestStatusEnum
 from api.graphql.workflow import resolvers as workflow
 from domain.shipments import repository
 from domain.shipments.repository import PageKey
+from domain.shipments.repository import ShipmentOrder as ShipmentOrderValue
 from domain.tenancy.repository import current_tenant
 from domain.tracking import ingest
 from domain.tracking.mapping import MappingError
@@ -153,24 +157,28 @@ class Query:
         )
         return shipment_node(rows[0]) if rows else None
 
-    @strawberry.field(description="Shipments, newest first, as a Relay connection.")
+    @strawberry.field(description="Shipments as a Relay connection, newest first unless `orderBy` says.")
     async def shipments(
         self,
         info: strawberry.Info[Context, None],
         first: int = DEFAULT_PAGE_SIZE,
         after: str | None = None,
         filter: ShipmentFilter | None = None,
+        order_by: ShipmentOrder = ShipmentOrderValue.NEWEST,  # type: ignore[valid-type]
     ) -> ShipmentConnection:
         context = info.context
         require_shipment_read(context.principal)
         limit = check_page_size(first, context.state.settings.graphql_max_page_size)
-        position = decode_cursor(after) if after else None
+        order = ShipmentOrderValue(order_by)
+        position = decode_position(after, order.value) if after else None
         where = _filter(filter)
         scope = context.principal.scope
         rows = await context.loaders.run(
-            lambda session: repository.list_shipments(session, scope, where, limit + 1, position)
+            lambda session: repository.list_shipments(session, scope, where, limit + 1, position, order)
         )
-        cursored, page_info = paginate(rows, limit, lambda row: PageKey(row.created_at, row.id))
+        cursored, page_info = paginate(
+            rows, limit, lambda row: encode_position(order.value, repository.order_key(order, row))
+        )
         for (
             _,
             row,

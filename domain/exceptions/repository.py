@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.columns import TenantOwned
-from domain.db import TenantScope, scoped, text_array, uuid_array
+from domain.db import FAR_FUTURE, TenantScope, keyset, scoped, text_array, uuid_array
 from domain.documents.models import ShipmentDocument
 from domain.exceptions.models import (
     OPEN_STATUSES,
@@ -475,15 +475,12 @@ class ExceptionOrder(StrEnum):
     RESPOND_BY = "respond_by"  # the most urgent response first; none set last
 
 
-_FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
-
-
 def order_key(order: ExceptionOrder, row: ShipmentException) -> tuple[Any, ...]:
     """A row's position in ``order``: what a cursor carries, and what ``list_exceptions`` continues after."""
     if order == ExceptionOrder.PRIORITY:
         return (row.priority_score, row.created_at, row.id)
     if order == ExceptionOrder.RESPOND_BY:
-        return (row.respond_by or _FAR_FUTURE, row.id)
+        return (row.respond_by or FAR_FUTURE, row.id)
     return (row.created_at, row.id)
 
 
@@ -517,22 +514,12 @@ async def list_exceptions(
             statement = statement.where(id_column == value)
     if where.unassigned:
         statement = statement.where(e.assignee_user_id.is_(None), e.assignee_team_id.is_(None))
-    respond_by = func.coalesce(e.respond_by, _FAR_FUTURE)
     if order == ExceptionOrder.PRIORITY:
-        columns: tuple[Any, ...] = (e.priority_score, e.created_at, e.id)
-        statement = statement.order_by(*(c.desc() for c in columns))
-        descending = True
+        statement = keyset(statement, (e.priority_score, e.created_at, e.id), True, after)
     elif order == ExceptionOrder.RESPOND_BY:
-        columns = (respond_by, e.id)
-        statement = statement.order_by(*columns)
-        descending = False
+        statement = keyset(statement, (func.coalesce(e.respond_by, FAR_FUTURE), e.id), False, after)
     else:
-        columns = (e.created_at, e.id)
-        statement = statement.order_by(*(c.desc() for c in columns))
-        descending = True
-    if after is not None:
-        position = tuple_(*columns)
-        statement = statement.where(position < tuple_(*after) if descending else position > tuple_(*after))
+        statement = keyset(statement, (e.created_at, e.id), True, after)
     return list((await session.execute(statement.limit(limit))).scalars())
 
 

@@ -123,6 +123,12 @@ class Shipment(TenantOwned, Base):
             "(declared_value IS NULL) = (declared_value_currency IS NULL)", name="value_has_currency"
         ),
         Index("ix_shipment_page", "tenant_id", "created_at", "id"),
+        Index(
+            "ix_shipment_promised",
+            "tenant_id",
+            text("coalesce(promised_delivery_at, '9999-01-01T00:00:00+00:00'::timestamptz)"),
+            "id",
+        ),
         Index("ix_shipment_account", "tenant_id", "account_id", "created_at"),
         Index("ix_shipment_due", "tenant_id", "next_check_at", postgresql_where="next_check_at IS NOT NULL"),
     )

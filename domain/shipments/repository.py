@@ -7,13 +7,14 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, or_, select
+from sqlalchemy import ColumnElement, Select, exists, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.carriers.models import Carrier
-from domain.db import TenantScope, scoped
+from domain.db import FAR_FUTURE, TenantScope, keyset, scoped
 from domain.shipments.models import Milestone, Shipment, ShipmentReference
 from domain.tenancy.models import Account
 
@@ -25,6 +26,29 @@ class ShipmentFilter:
     account_ids: Sequence[uuid.UUID] = ()
     carrier_codes: Sequence[str] = ()
     reference: str | None = None
+
+
+class ShipmentOrder(StrEnum):
+    NEWEST = "newest"  # created_at, newest first (index ix_shipment_page)
+    PROMISED_DELIVERY = "promised_delivery"  # soonest promise first, none last (ix_shipment_promised)
+
+
+# No order on updated_at: an index on it would stop PostgreSQL's HOT updates of shipments, which every
+# timeline change makes (docs/decisions.md); partners follow changes by subscription or webhook.
+def _order_columns(order: ShipmentOrder) -> tuple[tuple[Any, ...], bool]:
+    """The columns of ``order``, after the tenant in the order's index, and whether they run descending."""
+    if order == ShipmentOrder.PROMISED_DELIVERY:
+        # the constant inlined, so the expression is the index's own
+        far_future: ColumnElement[dt.datetime] = literal_column(f"'{FAR_FUTURE.isoformat()}'::timestamptz")
+        return (func.coalesce(Shipment.promised_delivery_at, far_future), Shipment.id), False
+    return (Shipment.created_at, Shipment.id), True
+
+
+def order_key(order: ShipmentOrder, row: Shipment) -> tuple[Any, ...]:
+    """A row's position in ``order``: what a cursor carries, and what ``list_shipments`` continues after."""
+    if order == ShipmentOrder.PROMISED_DELIVERY:
+        return (row.promised_delivery_at or FAR_FUTURE, row.id)
+    return (row.created_at, row.id)
 
 
 @dataclass(frozen=True)
@@ -44,9 +68,26 @@ def after_in_newest_first(model: Any, after: PageKey) -> ColumnElement[bool]:
 
 
 async def list_shipments(
-    session: AsyncSession, scope: TenantScope, where: ShipmentFilter, limit: int, after: PageKey | None
+    session: AsyncSession,
+    scope: TenantScope,
+    where: ShipmentFilter,
+    limit: int,
+    after: tuple[Any, ...] | None,
+    order: ShipmentOrder = ShipmentOrder.NEWEST,
 ) -> list[Shipment]:
-    """Up to ``limit`` shipments, newest first, after ``after`` (keyset pagination: stable under inserts)."""
+    """Up to ``limit`` shipments in ``order``, after the position ``after`` (keyset pagination on
+    :func:`order_key`: stable under inserts)."""
+    return list((await session.execute(page_statement(scope, where, limit, after, order))).scalars())
+
+
+def page_statement(
+    scope: TenantScope,
+    where: ShipmentFilter,
+    limit: int,
+    after: tuple[Any, ...] | None,
+    order: ShipmentOrder = ShipmentOrder.NEWEST,
+) -> Select[Shipment]:
+    """The SELECT behind :func:`list_shipments` (the compiled read path wraps it)."""
     statement = scoped(select(Shipment), Shipment, scope)
     if where.statuses:
         statement = statement.where(Shipment.status.in_(where.statuses))
@@ -65,10 +106,8 @@ async def list_shipments(
                 )
             )
         )
-    if after is not None:
-        statement = statement.where(after_in_newest_first(Shipment, after))
-    statement = statement.order_by(Shipment.created_at.desc(), Shipment.id.desc()).limit(limit)
-    return list((await session.execute(statement)).scalars())
+    columns, descending = _order_columns(order)
+    return keyset(statement, columns, descending, after).limit(limit)
 
 
 async def shipments_by_id(

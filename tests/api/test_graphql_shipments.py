@@ -7,13 +7,17 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
-from sqlalchemy import event
+from sqlalchemy import event, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.app import create_app
 from api.auth.tokens import TokenService
 from api.graphql.relay import to_global_id
 from api.state import AppState
+from domain.db import apply_scope
+from domain.shipments import repository
+from domain.shipments.models import Shipment
 from tests.api.graphql_support import gql, partner, shipper, staff
 from tests.shipment_factories import T0, committed_tenant
 
@@ -86,6 +90,77 @@ async def test_pages_follow_each_other_without_overlap(
     assert pages == 3
     assert sorted(seen) == sorted(to_global_id("Shipment", s.id) for s in world.shipments)
     assert len(set(seen)) == 5
+
+
+ORDERED = """
+query Ordered($after: String, $order: ShipmentOrder!) {
+  shipments(first: 2, after: $after, orderBy: $order) {
+    edges { node { id promisedDeliveryAt } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+
+async def test_promised_delivery_order_pages_soonest_first_and_unpromised_last(
+    client: httpx.AsyncClient, tokens: TokenService, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    world = await committed_tenant(sessions, accounts=1, shipments_per_account=5)
+    other = await committed_tenant(sessions, accounts=1, shipments_per_account=2)
+    # promises out of creation order, two shipments with the same promise (the id breaks the tie), one none
+    promised = [T0 + dt.timedelta(days=d) for d in (9, 3, 3, 1)]
+    for owner, shipments, times in (
+        (world, world.shipments[:4], promised),
+        (other, other.shipments, [T0, T0]),
+    ):
+        async with sessions() as session, session.begin():
+            await apply_scope(session, owner.scope)
+            for shipment, at in zip(shipments, times, strict=True):
+                changed = await session.execute(
+                    update(Shipment).where(Shipment.id == shipment.id).values(promised_delivery_at=at)
+                )
+                assert changed.rowcount == 1  # type: ignore[attr-defined]
+    seen: list[tuple[str, str | None]] = []
+    after = None
+    while True:
+        body = await gql(
+            client, tokens, staff(world), ORDERED, {"after": after, "order": "PROMISED_DELIVERY"}
+        )
+        connection = body["data"]["shipments"]
+        seen += [(e["node"]["id"], e["node"]["promisedDeliveryAt"]) for e in connection["edges"]]
+        if not connection["pageInfo"]["hasNextPage"]:
+            break
+        after = connection["pageInfo"]["endCursor"]
+    ties = sorted([world.shipments[1].id, world.shipments[2].id])
+    expected = [world.shipments[3].id, *ties, world.shipments[0].id, world.shipments[4].id]
+    assert [node_id for node_id, _ in seen] == [to_global_id("Shipment", i) for i in expected]
+    assert seen[-1][1] is None  # the other tenant's earlier promises are not there
+
+    # a cursor belongs to its order
+    wrong = await gql(client, tokens, staff(world), ORDERED, {"after": after, "order": "NEWEST"})
+    assert wrong["data"] is None
+    assert wrong["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "for this order" in wrong["errors"][0]["message"]
+
+
+async def test_promised_delivery_order_reads_its_index(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    world = await committed_tenant(sessions, accounts=1, shipments_per_account=2)
+    statement = repository.page_statement(
+        world.scope,
+        repository.ShipmentFilter(),
+        51,
+        (T0, world.shipments[0].id),
+        repository.ShipmentOrder.PROMISED_DELIVERY,
+    )
+    async with sessions() as session, session.begin():
+        await apply_scope(session, world.scope)
+        await session.execute(text("SET LOCAL enable_seqscan = off"))
+        compiled = statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+        plan = (await session.execute(text(f"EXPLAIN {compiled}"))).scalars().all()
+    assert any("ix_shipment_promised" in line for line in plan), plan
+    assert not any("Sort" in line for line in plan), plan
 
 
 async def test_filters_by_mode_account_and_reference(

@@ -11,6 +11,7 @@ from api.graphql.context import Context
 from api.graphql.permissions import require_exception_read
 from api.graphql.relay import Node, PageInfo, to_global_id
 from domain.shipments import models
+from domain.shipments.repository import ShipmentOrder as ShipmentOrderValue
 from domain.shipments.rules import MilestoneStatus as MilestoneStatusValue
 from domain.shipments.rules import milestone_status
 from domain.tenancy import models as tenancy
@@ -219,7 +220,15 @@ class ShipmentEdge:
     node: Shipment = strawberry.field(description="The shipment.")
 
 
-@strawberry.type(description="A page of shipments, newest first.")
+ShipmentOrder = strawberry.enum(
+    ShipmentOrderValue,
+    name="ShipmentOrder",
+    description="NEWEST: newest first. PROMISED_DELIVERY: the soonest promised delivery first, shipments "
+    "without a promise last.",
+)
+
+
+@strawberry.type(description="A page of shipments, in the order asked for.")
 class ShipmentConnection:
     edges: list[ShipmentEdge] = strawberry.field(description="The shipments of this page.")
     page_info: PageInfo = strawberry.field(description="Pagination state.")
