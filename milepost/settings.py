@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     graphql_max_depth: int = Field(default=10, ge=2, le=100)
     graphql_max_aliases: int = Field(default=30, ge=0, le=10_000)
     graphql_max_cost: int = Field(default=10_000, ge=1)
+    # hot reads answered by one SQL statement building the JSON (api/graphql/compiled.py); off: field by field
+    graphql_compiled_reads: bool = True
     graphql_rate_limit_per_minute: int = Field(default=600, ge=0)
     graphql_rate_limit_burst: int = Field(default=100, ge=1)
     graphql_anonymous_rate_limit_per_minute: int = Field(default=60, ge=0)

@@ -8,6 +8,7 @@ import strawberry
 from graphql import GraphQLError
 
 from api.graphql import clients, jobs
+from api.graphql.compiled import CompilingExecutionContext
 from api.graphql.context import Context
 from api.graphql.errors import MaskInternalErrors
 from api.graphql.exceptions import resolvers as detection
@@ -22,17 +23,16 @@ from api.graphql.relay import (
     check_page_size,
     decode_cursor,
     decode_position,
-    encode_position,
     expect_global_id,
     from_global_id,
     paginate,
 )
+from api.graphql.shipments.compiled import ShipmentLookup, ShipmentPage
 from api.graphql.shipments.types import (
     Account,
     Milestone,
     Shipment,
     ShipmentConnection,
-    ShipmentEdge,
     ShipmentFilter,
     ShipmentOrder,
     account_node,
@@ -141,23 +141,22 @@ class Query:
 
     @strawberry.field(
         description="The newest shipment carrying this reference (booking, B/L, container, tracking, PRO, "
-        "customer reference); null when none does for you."
+        "customer reference); null when none does for you.",
+        graphql_type=Shipment | None,
     )
     async def shipment_by_reference(
         self, info: strawberry.Info[Context, None], reference: str
-    ) -> Shipment | None:
+    ) -> ShipmentLookup:
         context = info.context
         require_shipment_read(context.principal)
         if not reference.strip() or len(reference) > 128:
             raise UserInputError("reference: must be 1 to 128 characters", argument="reference")
-        scope = context.principal.scope
-        where = repository.ShipmentFilter(reference=reference)
-        rows = await context.loaders.run(
-            lambda session: repository.list_shipments(session, scope, where, 1, None)
-        )
-        return shipment_node(rows[0]) if rows else None
+        return ShipmentLookup(context, repository.ShipmentFilter(reference=reference))
 
-    @strawberry.field(description="Shipments as a Relay connection, newest first unless `orderBy` says.")
+    @strawberry.field(
+        description="Shipments as a Relay connection, newest first unless `orderBy` says.",
+        graphql_type=ShipmentConnection,
+    )
     async def shipments(
         self,
         info: strawberry.Info[Context, None],
@@ -165,27 +164,13 @@ class Query:
         after: str | None = None,
         filter: ShipmentFilter | None = None,
         order_by: ShipmentOrder = ShipmentOrderValue.NEWEST,  # type: ignore[valid-type]
-    ) -> ShipmentConnection:
+    ) -> ShipmentPage:
         context = info.context
         require_shipment_read(context.principal)
         limit = check_page_size(first, context.state.settings.graphql_max_page_size)
         order = ShipmentOrderValue(order_by)
         position = decode_position(after, order.value) if after else None
-        where = _filter(filter)
-        scope = context.principal.scope
-        rows = await context.loaders.run(
-            lambda session: repository.list_shipments(session, scope, where, limit + 1, position, order)
-        )
-        cursored, page_info = paginate(
-            rows, limit, lambda row: encode_position(order.value, repository.order_key(order, row))
-        )
-        for (
-            _,
-            row,
-        ) in cursored:  # prime the loader: node(id) and nested look-ups in this request reuse the rows
-            context.loaders.shipment.prime(row.id, row)
-        edges = [ShipmentEdge(cursor=cursor, node=shipment_node(row)) for cursor, row in cursored]
-        return ShipmentConnection(edges=edges, page_info=page_info)
+        return ShipmentPage(context, _filter(filter), limit, position, order)
 
     @strawberry.field(description="Stored ingest messages, newest first, with per-event results.")
     async def ingest_messages(
@@ -557,4 +542,5 @@ schema = HardenedSchema(
     ],
     # LiveOperations first: the others must see each WebSocket operation's own context
     extensions=[LiveOperations, MaskInternalErrors, Hardening],
+    execution_context_class=CompilingExecutionContext,
 )

@@ -526,6 +526,14 @@ async def list_exceptions(
 exceptions_by_id = rows_by_id(ShipmentException)
 
 
+# a shipment's open exceptions as every list shows them: live ones (no shadows), highest priority first
+OPEN_LIVE = (
+    ShipmentException.shadow.is_(False),
+    ShipmentException.status == any_(text_array(OPEN_STATUSES)),
+)
+OPEN_ORDER = (ShipmentException.priority_score.desc(), ShipmentException.created_at, ShipmentException.id)
+
+
 async def open_exceptions_by_shipment(
     session: AsyncSession, scope: TenantScope, shipment_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, list[ShipmentException]]:
@@ -533,12 +541,8 @@ async def open_exceptions_by_shipment(
     e = ShipmentException
     statement = (
         scoped(select(e), e, scope)
-        .where(
-            e.shipment_id == any_(uuid_array(shipment_ids)),
-            e.shadow.is_(False),
-            e.status == any_(text_array(OPEN_STATUSES)),
-        )
-        .order_by(e.priority_score.desc(), e.created_at, e.id)
+        .where(e.shipment_id == any_(uuid_array(shipment_ids)), *OPEN_LIVE)
+        .order_by(*OPEN_ORDER)
     )
     result: dict[uuid.UUID, list[ShipmentException]] = defaultdict(list)
     for row in (await session.execute(statement)).scalars():

@@ -18,7 +18,7 @@ from api.state import AppState
 from domain.db import apply_scope
 from domain.shipments import repository
 from domain.shipments.models import Shipment
-from tests.api.graphql_support import gql, partner, shipper, staff
+from tests.api.graphql_support import client_with, gql, partner, shipper, staff
 from tests.shipment_factories import T0, committed_tenant
 
 PAGE = """
@@ -53,18 +53,20 @@ def count_statements(engine: AsyncEngine) -> Iterator[list[str]]:
 
 
 async def test_a_page_with_timelines_costs_the_same_statements_for_10_or_50_shipments(
-    client: httpx.AsyncClient,
+    app_state: AppState,
     tokens: TokenService,
     sessions: async_sessionmaker[AsyncSession],
     app_engine: AsyncEngine,
 ) -> None:
+    """Field by field (compiled reads off; tests/api/test_graphql_compiled.py has the compiled path)."""
     small = await committed_tenant(sessions, accounts=2, shipments_per_account=5)
     large = await committed_tenant(sessions, accounts=5, shipments_per_account=10)
-    with count_statements(app_engine) as for_small:
-        body = await gql(client, tokens, staff(small), PAGE, {"first": 50})
-    assert len(body["data"]["shipments"]["edges"]) == 10
-    with count_statements(app_engine) as for_large:
-        body = await gql(client, tokens, staff(large), PAGE, {"first": 50})
+    async with client_with(app_state, graphql_compiled_reads=False) as client:
+        with count_statements(app_engine) as for_small:
+            body = await gql(client, tokens, staff(small), PAGE, {"first": 50})
+        assert len(body["data"]["shipments"]["edges"]) == 10
+        with count_statements(app_engine) as for_large:
+            body = await gql(client, tokens, staff(large), PAGE, {"first": 50})
     edges = body["data"]["shipments"]["edges"]
     assert len(edges) == 50
     assert all(len(edge["node"]["timeline"]) == 5 for edge in edges)

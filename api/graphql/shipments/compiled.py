@@ -1,0 +1,394 @@
+"""Shipment reads compiled to one statement (``api/graphql/compiled.py`` says how and why): the vocabulary
+of fields that compile, and the sources the ``shipments`` and ``shipmentByReference`` resolvers return.
+
+Compiled: every field of Shipment, Place, Money, Account, Carrier, ShipmentReference and Milestone, and the
+plain fields of ShipmentException (not its rule, group, shipment, activities, assignees, resolution,
+playbook, evidence or time in state: a selection with any of those is resolved the ordinary way).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, cast
+
+from graphql import GraphQLObjectType, GraphQLOutputType, get_named_type
+from graphql.execution.collect_fields import FieldDetailsList
+from sqlalchemy import ColumnElement, Text, case, func, literal_column, null, or_, select
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.engine import Row
+
+from api.graphql.compiled import (
+    Build,
+    Compiled,
+    CompilingExecutionContext,
+    FieldSQL,
+    Source,
+    Vocabulary,
+    as_json,
+    column,
+    enum_column,
+    enum_name,
+    id_column,
+    time_column,
+)
+from api.graphql.context import Context
+from api.graphql.permissions import require_exception_read
+from api.graphql.relay import Forbidden, encode_position, paginate
+from api.graphql.shipments.types import Shipment as ShipmentNode
+from api.graphql.shipments.types import ShipmentConnection, ShipmentEdge, shipment_node
+from domain.carriers.models import Carrier
+from domain.db import TenantScope, scoped
+from domain.exceptions import models as exception_models
+from domain.exceptions import taxonomy
+from domain.exceptions.models import ShipmentException
+from domain.exceptions.repository import OPEN_LIVE, OPEN_ORDER
+from domain.exceptions.rules import customer_sees
+from domain.shipments import models, repository
+from domain.shipments.models import Milestone, Shipment, ShipmentReference
+from domain.shipments.rules import MilestoneStatus
+from domain.tenancy import models as tenancy
+from domain.tenancy.models import Account
+from domain.tenancy.principal import Principal
+
+EMPTY_LIST: ColumnElement[Any] = literal_column("'[]'::json")
+
+
+@dataclass(frozen=True)
+class Facts:
+    principal: Principal
+    scope: TenantScope
+    now: dt.datetime
+
+
+def _facts(build: Build) -> Facts:
+    return cast(Facts, build.facts)
+
+
+def _place(prefix: str) -> FieldSQL:
+    def sql(build: Build, columns: Any, graphql_type: GraphQLOutputType, fields: FieldDetailsList) -> Any:
+        place = SimpleNamespace(
+            locode=getattr(columns, f"{prefix}_locode"), address=getattr(columns, f"{prefix}_address")
+        )
+        return build.object(graphql_type, fields, place)
+
+    return sql
+
+
+def _declared_value(
+    build: Build, columns: Any, graphql_type: GraphQLOutputType, fields: FieldDetailsList
+) -> Any:
+    amount, currency = columns.declared_value, columns.declared_value_currency
+    money = build.object(
+        graphql_type, fields, SimpleNamespace(amount=sql_cast(amount, Text), currency=currency)
+    )
+    if money is None:
+        return None
+    return case((or_(amount.is_(None), currency.is_(None)), null()), else_=money)
+
+
+def _account(build: Build, columns: Any, graphql_type: GraphQLOutputType, fields: FieldDetailsList) -> Any:
+    value = build.object(graphql_type, fields, Account)
+    if value is None:
+        return None
+    scope = _facts(build).scope
+    statement = scoped(select(value), Account, scope).where(Account.id == columns.account_id)
+    if scope.account_id is not None:  # as repository.accounts_by_id: a shipper sees its own account only
+        statement = statement.where(Account.id == scope.account_id)
+    return statement.scalar_subquery()
+
+
+def _carrier(build: Build, columns: Any, graphql_type: GraphQLOutputType, fields: FieldDetailsList) -> Any:
+    value = build.object(graphql_type, fields, Carrier)
+    if value is None:
+        return None
+    # carriers are shared reference data (no tenant)
+    return select(value).where(Carrier.code == columns.carrier_code).scalar_subquery()
+
+
+def _list(model: Any, order: tuple[Any, ...], *conditions: Any) -> FieldSQL:
+    """A shipment's rows of ``model`` as a JSON array in ``order``."""
+
+    def sql(build: Build, columns: Any, graphql_type: GraphQLOutputType, fields: FieldDetailsList) -> Any:
+        value = build.object(graphql_type, fields, model)
+        if value is None:
+            return None
+        aggregate = func.json_agg(aggregate_order_by(value, *order))
+        statement = scoped(select(aggregate), model, _facts(build).scope).where(
+            model.shipment_id == columns.id, *conditions
+        )
+        return func.coalesce(statement.scalar_subquery(), EMPTY_LIST)
+
+    return sql
+
+
+_references = _list(ShipmentReference, repository.REFERENCE_ORDER)
+_timeline = _list(Milestone, repository.TIMELINE_ORDER)
+_open_exceptions = _list(ShipmentException, OPEN_ORDER, *OPEN_LIVE)
+
+
+def _exceptions(build: Build, columns: Any, graphql_type: GraphQLOutputType, fields: FieldDetailsList) -> Any:
+    try:
+        require_exception_read(_facts(build).principal)
+    except Forbidden:
+        return None  # the ordinary path answers with the error
+    return _open_exceptions(build, columns, graphql_type, fields)
+
+
+def _milestone_status(
+    build: Build, columns: Any, graphql_type: GraphQLOutputType, fields: FieldDetailsList
+) -> Any:
+    return enum_name(MilestoneStatus, repository.milestone_status_expression(columns, _facts(build).now))
+
+
+def _staff_time(name: str, field: str) -> FieldSQL:
+    """A time shippers do not see (``domain.exceptions.rules.customer_sees``)."""
+
+    def sql(build: Build, columns: Any, graphql_type: GraphQLOutputType, fields: FieldDetailsList) -> Any:
+        if _facts(build).principal.is_shipper and not customer_sees(field):
+            return null()
+        return time_column(name)(build, columns, graphql_type, fields)
+
+    return sql
+
+
+def _staff_column(name: str) -> FieldSQL:
+    def sql(build: Build, columns: Any, graphql_type: GraphQLOutputType, fields: FieldDetailsList) -> Any:
+        if _facts(build).principal.is_shipper and not customer_sees(name):
+            return null()
+        return getattr(columns, name)
+
+    return sql
+
+
+VOCABULARY: Vocabulary = {
+    "Shipment": {
+        "id": id_column("Shipment"),
+        "mode": enum_column(models.Mode, "mode"),
+        "status": enum_column(models.ShipmentStatus, "status"),
+        "serviceLevel": column("service_level"),
+        "priority": enum_column(models.Priority, "priority"),
+        "origin": _place("origin"),
+        "destination": _place("destination"),
+        "promisedDeliveryAt": time_column("promised_delivery_at"),
+        "declaredValue": _declared_value,
+        "createdAt": time_column("created_at"),
+        "updatedAt": time_column("updated_at"),
+        "account": _account,
+        "carrier": _carrier,
+        "references": _references,
+        "timeline": _timeline,
+        "exceptions": _exceptions,
+    },
+    "Place": {"locode": column("locode"), "address": column("address")},
+    "Money": {"amount": column("amount"), "currency": column("currency")},
+    "Account": {
+        "id": id_column("Account"),
+        "code": column("code"),
+        "name": column("name"),
+        "slaTier": enum_column(tenancy.SlaTier, "sla_tier"),
+    },
+    "Carrier": {
+        "code": column("code"),
+        "name": column("name"),
+        "scac": column("scac"),
+        "iataCode": column("iata_code"),
+    },
+    "ShipmentReference": {"kind": enum_column(models.ReferenceKind, "kind"), "value": column("value")},
+    "Milestone": {
+        "id": id_column("Milestone"),
+        "code": enum_column(models.MilestoneCode, "code"),
+        "sequence": column("sequence"),
+        "locationLocode": column("location_locode"),
+        "plannedAt": time_column("planned_at"),
+        "plannedSource": column("planned_source"),
+        "estimatedAt": time_column("estimated_at"),
+        "estimatedSource": column("estimated_source"),
+        "actualAt": time_column("actual_at"),
+        "actualSource": column("actual_source"),
+        "status": _milestone_status,
+    },
+    "ShipmentException": {
+        "id": id_column("ShipmentException"),
+        "type": enum_column(taxonomy.ExceptionType, "exception_type"),
+        "category": enum_column(exception_models.Category, "category"),
+        "key": column("milestone_code"),
+        "status": enum_column(exception_models.ExceptionStatus, "status"),
+        "severity": enum_column(exception_models.Severity, "severity"),
+        "priorityScore": column("priority_score"),
+        "explanation": column("explanation"),
+        "occurrences": column("occurrences"),
+        "reopenCount": column("reopen_count"),
+        "firstSeenAt": time_column("first_seen_at"),
+        "lastSeenAt": time_column("last_seen_at"),
+        "snoozedUntil": time_column("snoozed_until"),
+        "resolvedAt": time_column("resolved_at"),
+        "resolutionReason": column("resolution_reason"),
+        "shadow": column("shadow"),
+        "acknowledgedAt": time_column("acknowledged_at"),
+        "respondBy": _staff_time("respond_by", "respond_by"),
+        "resolveBy": _staff_time("resolve_by", "resolve_by"),
+        "escalationStepsFired": _staff_column("escalation_steps_fired"),
+        "nextEscalationAt": _staff_time("next_escalation_at", "next_escalation_at"),
+    },
+}
+
+
+def _build(context: Context, execution: CompilingExecutionContext) -> Build | None:
+    if not context.state.settings.graphql_compiled_reads:
+        return None
+    principal = context.principal
+    return Build(execution, VOCABULARY, Facts(principal, principal.scope, context.now))
+
+
+def _field_type(parent: GraphQLObjectType, name: str) -> GraphQLObjectType:
+    named = get_named_type(parent.fields[name].type)
+    assert isinstance(named, GraphQLObjectType)
+    return named
+
+
+@dataclass
+class ShipmentPage(Source):
+    """One page of ``shipments``: arguments checked, rows not yet read."""
+
+    context: Context
+    where: repository.ShipmentFilter
+    limit: int
+    position: tuple[Any, ...] | None
+    order: repository.ShipmentOrder
+
+    async def complete(
+        self, execution: CompilingExecutionContext, return_type: GraphQLObjectType, fields: FieldDetailsList
+    ) -> Compiled | ShipmentConnection:
+        build = _build(self.context, execution)
+        plan = self._plan(build, return_type, fields) if build is not None else None
+        if plan is None:
+            return await self.objects()
+        keys, nodes = plan
+        statement = repository.page_statement(
+            self.context.principal.scope, self.where, self.limit + 1, self.position, self.order
+        ).with_only_columns(
+            Shipment.created_at,
+            Shipment.promised_delivery_at,
+            Shipment.id,
+            *(as_json(node).label(f"node_{index}") for index, node in enumerate(nodes)),
+        )
+        rows = await self.context.loaders.run(lambda session: _all(session, statement))
+        return Compiled(self._response(keys, rows))
+
+    def _plan(
+        self, build: Build, connection: GraphQLObjectType, fields: FieldDetailsList
+    ) -> tuple[list[tuple[str, str, Any]], list[ColumnElement[Any]]] | None:
+        """The connection's keys in order, each with what fills it, and the node expressions."""
+        keys: list[tuple[str, str, Any]] = []
+        nodes: list[ColumnElement[Any]] = []
+        for key, name, details in build.selection(connection, fields):
+            if name == "edges":
+                edge_type = _field_type(connection, "edges")
+                edge_keys: list[tuple[str, str, int | None]] = []
+                for edge_key, edge_name, edge_details in build.selection(edge_type, details):
+                    if edge_name == "node":
+                        node = build.object(edge_type.fields["node"].type, edge_details, Shipment)
+                        if node is None:
+                            return None
+                        edge_keys.append((edge_key, edge_name, len(nodes)))
+                        nodes.append(node)
+                    elif edge_name in ("cursor", "__typename"):
+                        edge_keys.append((edge_key, edge_name, None))
+                    else:
+                        return None
+                keys.append((key, name, edge_keys))
+            elif name == "pageInfo":
+                page_info_type = _field_type(connection, "pageInfo")
+                keys.append((key, name, [(k, n) for k, n, _ in build.selection(page_info_type, details)]))
+            elif name == "__typename":
+                keys.append((key, name, None))
+            else:
+                return None
+        return keys, nodes
+
+    def _response(self, keys: list[tuple[str, str, Any]], rows: list[Row[Any]]) -> dict[str, Any]:
+        order = self.order
+        cursored, page_info = paginate(
+            rows,
+            self.limit,
+            lambda row: encode_position(order.value, repository.order_key(order, cast(Shipment, row))),
+        )
+        info_values = {
+            "hasNextPage": page_info.has_next_page,
+            "hasPreviousPage": page_info.has_previous_page,
+            "startCursor": page_info.start_cursor,
+            "endCursor": page_info.end_cursor,
+            "__typename": "PageInfo",
+        }
+        result: dict[str, Any] = {}
+        for key, name, selection in keys:
+            if name == "edges":
+                result[key] = [
+                    {
+                        edge_key: cursor
+                        if edge_name == "cursor"
+                        else "ShipmentEdge"
+                        if edge_name == "__typename"
+                        else row[3 + index]
+                        for edge_key, edge_name, index in selection
+                    }
+                    for cursor, row in cursored
+                ]
+            elif name == "pageInfo":
+                result[key] = {info_key: info_values[info_name] for info_key, info_name in selection}
+            else:
+                result[key] = "ShipmentConnection"
+        return result
+
+    async def objects(self) -> ShipmentConnection:
+        context, order, scope = self.context, self.order, self.context.principal.scope
+        rows = await context.loaders.run(
+            lambda session: repository.list_shipments(
+                session, scope, self.where, self.limit + 1, self.position, order
+            )
+        )
+        cursored, page_info = paginate(
+            rows, self.limit, lambda row: encode_position(order.value, repository.order_key(order, row))
+        )
+        for (
+            _,
+            row,
+        ) in cursored:  # prime the loader: node(id) and nested look-ups in this request reuse the rows
+            context.loaders.shipment.prime(row.id, row)
+        edges = [ShipmentEdge(cursor=cursor, node=shipment_node(row)) for cursor, row in cursored]
+        return ShipmentConnection(edges=edges, page_info=page_info)
+
+
+@dataclass
+class ShipmentLookup(Source):
+    """The one shipment a ``shipmentByReference`` finds (the newest, should several share the reference)."""
+
+    context: Context
+    where: repository.ShipmentFilter
+
+    async def complete(
+        self, execution: CompilingExecutionContext, return_type: GraphQLObjectType, fields: FieldDetailsList
+    ) -> Compiled | ShipmentNode | None:
+        build = _build(self.context, execution)
+        node = build.object(return_type, fields, Shipment) if build is not None else None
+        if node is None:
+            return await self.objects()
+        statement = repository.page_statement(
+            self.context.principal.scope, self.where, 1, None
+        ).with_only_columns(as_json(node))
+        rows = await self.context.loaders.run(lambda session: _all(session, statement))
+        return Compiled(rows[0][0] if rows else None)
+
+    async def objects(self) -> ShipmentNode | None:
+        scope = self.context.principal.scope
+        rows = await self.context.loaders.run(
+            lambda session: repository.list_shipments(session, scope, self.where, 1, None)
+        )
+        return shipment_node(rows[0]) if rows else None
+
+
+async def _all(session: Any, statement: Any) -> list[Row[Any]]:
+    return list((await session.execute(statement)).all())
