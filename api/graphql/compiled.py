@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -92,6 +93,45 @@ class CompilingExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if self.is_awaitable(completed):
             completed = await completed
         return completed
+
+
+# --- plans, built once per selection ------------------------------------------------------------------
+
+PLAN_CACHE_SIZE = 512
+
+
+class PlanCache:
+    """Compiled plans by selection and caller, least recently used dropped first. Building a plan's
+    expressions costs far more than running it, and the same query text arrives again and again (its
+    parsed document is cached, so its field nodes are the same objects: the key holds them, so an id is
+    never reused while its plan is kept). Boolean variables are part of the key: ``@skip``/``@include``
+    take them."""
+
+    def __init__(self, size: int = PLAN_CACHE_SIZE) -> None:
+        self._size = size
+        self._plans: OrderedDict[Hashable, tuple[tuple[Any, ...], Any]] = OrderedDict()
+
+    def get(
+        self,
+        execution: CompilingExecutionContext,
+        fields: FieldDetailsList,
+        caller: Hashable,
+        build: Callable[[], Any],
+    ) -> Any:
+        nodes = tuple(details.node for details in fields)
+        flags = tuple(
+            sorted((k, v) for k, v in execution.variable_values.coerced.items() if isinstance(v, bool))
+        )
+        key = (tuple(map(id, nodes)), flags, caller)
+        found = self._plans.get(key)
+        if found is not None and all(a is b for a, b in zip(found[0], nodes, strict=True)):
+            self._plans.move_to_end(key)
+            return found[1]
+        plan = build()
+        self._plans[key] = (nodes, plan)
+        if len(self._plans) > self._size:
+            self._plans.popitem(last=False)
+        return plan
 
 
 # --- building one JSON value per row --------------------------------------------------------------------
@@ -176,21 +216,20 @@ def global_id(type_name: str, id_column: ColumnElement[Any]) -> ColumnElement[st
     """:func:`api.graphql.relay.to_global_id` in SQL: unpadded URL-safe base64 of ``Type:uuid``."""
     text_literal(type_name)  # checks the name
     prefix = literal_column(f"'{type_name}:'", Text)
-    encoded = func.encode(func.convert_to(prefix + cast(id_column, Text), "UTF8"), "base64")
-    return func.rtrim(func.translate(encoded, literal_column("E'+/\\n'"), "-_"), "=")
+    encoded = func.encode(
+        func.convert_to(prefix + cast(id_column, Text), literal_column("'UTF8'")), literal_column("'base64'")
+    )
+    return func.rtrim(
+        func.translate(encoded, literal_column("E'+/\\n'"), literal_column("'-_'")), literal_column("'='")
+    )
 
 
 def iso_datetime(column: ColumnElement[Any]) -> ColumnElement[str]:
     """A ``timestamptz`` as strawberry writes a DateTime (``datetime.isoformat()`` of the UTC value the
-    driver reads): microseconds only when there are some."""
-    utc = func.timezone("UTC", column)
-    micro = func.to_char(utc, ".US")
-    return case(
-        (column.is_(None), null()),
-        else_=func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS')
-        + case((micro == ".000000", ""), else_=micro)
-        + "+00:00",
-    )
+    driver reads): microseconds only when there are some. Null stays null."""
+    utc = func.timezone(literal_column("'UTC'"), column)
+    text = func.to_char(utc, literal_column('\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\''))
+    return func.replace(text, literal_column("'.000000+'"), literal_column("'+'"))
 
 
 def column(name: str) -> FieldSQL:

@@ -130,10 +130,13 @@ async def shipment_ids_by_reference(
 
 
 def milestone_status_expression(
-    milestone: Any, now: dt.datetime, tolerance: dt.timedelta = DEFAULT_ON_TIME_TOLERANCE
+    milestone: Any,
+    now: dt.datetime | ColumnElement[dt.datetime],
+    tolerance: dt.timedelta = DEFAULT_ON_TIME_TOLERANCE,
 ) -> ColumnElement[str]:
     """:func:`domain.shipments.rules.milestone_status` as SQL over ``milestone``'s columns, for reads
-    compiled to one statement; a test holds the two equal over every case."""
+    compiled to one statement (``now`` a time or a bound parameter); a test holds the two equal over every
+    case."""
     deadline = milestone.planned_at + tolerance
     return case(
         (
@@ -151,7 +154,10 @@ def milestone_status_expression(
             ),
         ),
         (
-            or_(literal(now) > deadline, milestone.estimated_at > deadline),
+            or_(
+                (literal(now) if isinstance(now, dt.datetime) else now) > deadline,
+                milestone.estimated_at > deadline,
+            ),
             MilestoneStatus.LATE.value,
         ),
         else_=MilestoneStatus.PENDING.value,

@@ -121,7 +121,7 @@ async def test_bad_variables_get_a_precise_error(
         ("{ shipments(first: 0) { edges { cursor } } }", "first: must be between 1 and 100, got 0"),
         (
             '{ shipments(after: "bm9wZQ") { edges { cursor } } }',
-            "after: 'bm9wZQ' is not a cursor issued by this API",
+            "after: 'bm9wZQ' is not a cursor issued by this API for this order",
         ),
         ('{ shipment(id: "%%%") { id } }', "id: '%%%' is not an id issued by this API"),
         (

@@ -9,13 +9,14 @@ playbook, evidence or time in state: a selection with any of those is resolved t
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, cast
 
 from graphql import GraphQLObjectType, GraphQLOutputType, get_named_type
 from graphql.execution.collect_fields import FieldDetailsList
-from sqlalchemy import ColumnElement, Text, case, func, literal_column, null, or_, select
+from sqlalchemy import ColumnElement, DateTime, Text, bindparam, case, func, literal_column, null, or_, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Row
@@ -25,6 +26,7 @@ from api.graphql.compiled import (
     Compiled,
     CompilingExecutionContext,
     FieldSQL,
+    PlanCache,
     Source,
     Vocabulary,
     as_json,
@@ -60,7 +62,11 @@ EMPTY_LIST: ColumnElement[Any] = literal_column("'[]'::json")
 class Facts:
     principal: Principal
     scope: TenantScope
-    now: dt.datetime
+
+
+# the clock is a parameter of the statement, so a plan serves every request
+NOW: ColumnElement[dt.datetime] = bindparam("now", type_=DateTime(timezone=True))
+PLANS = PlanCache()
 
 
 def _facts(build: Build) -> Facts:
@@ -140,7 +146,7 @@ def _exceptions(build: Build, columns: Any, graphql_type: GraphQLOutputType, fie
 def _milestone_status(
     build: Build, columns: Any, graphql_type: GraphQLOutputType, fields: FieldDetailsList
 ) -> Any:
-    return enum_name(MilestoneStatus, repository.milestone_status_expression(columns, _facts(build).now))
+    return enum_name(MilestoneStatus, repository.milestone_status_expression(columns, NOW))
 
 
 def _staff_time(name: str, field: str) -> FieldSQL:
@@ -236,11 +242,21 @@ VOCABULARY: Vocabulary = {
 }
 
 
-def _build(context: Context, execution: CompilingExecutionContext) -> Build | None:
+def _plan(
+    context: Context,
+    execution: CompilingExecutionContext,
+    fields: FieldDetailsList,
+    make: Callable[[Build], Any],
+) -> Any:
+    """The plan ``make`` builds for this selection and caller (cached), or None when compiled reads are off
+    or the selection does not compile."""
     if not context.state.settings.graphql_compiled_reads:
         return None
     principal = context.principal
-    return Build(execution, VOCABULARY, Facts(principal, principal.scope, context.now))
+    # what a plan depends on: whose rows (scope) and what the caller may see (kind, roles, scopes)
+    caller = (principal.scope, principal.subject_kind, principal.roles, principal.scopes)
+    build = Build(execution, VOCABULARY, Facts(principal, principal.scope))
+    return PLANS.get(execution, fields, caller, lambda: make(build))
 
 
 def _field_type(parent: GraphQLObjectType, name: str) -> GraphQLObjectType:
@@ -262,8 +278,7 @@ class ShipmentPage(Source):
     async def complete(
         self, execution: CompilingExecutionContext, return_type: GraphQLObjectType, fields: FieldDetailsList
     ) -> Compiled | ShipmentConnection:
-        build = _build(self.context, execution)
-        plan = self._plan(build, return_type, fields) if build is not None else None
+        plan = _plan(self.context, execution, fields, lambda build: self._plan(build, return_type, fields))
         if plan is None:
             return await self.objects()
         keys, nodes = plan
@@ -275,7 +290,7 @@ class ShipmentPage(Source):
             Shipment.id,
             *(as_json(node).label(f"node_{index}") for index, node in enumerate(nodes)),
         )
-        rows = await self.context.loaders.run(lambda session: _all(session, statement))
+        rows = await self.context.loaders.run(lambda session: _all(session, statement, self.context.now))
         return Compiled(self._response(keys, rows))
 
     def _plan(
@@ -372,14 +387,15 @@ class ShipmentLookup(Source):
     async def complete(
         self, execution: CompilingExecutionContext, return_type: GraphQLObjectType, fields: FieldDetailsList
     ) -> Compiled | ShipmentNode | None:
-        build = _build(self.context, execution)
-        node = build.object(return_type, fields, Shipment) if build is not None else None
+        node = _plan(
+            self.context, execution, fields, lambda build: build.object(return_type, fields, Shipment)
+        )
         if node is None:
             return await self.objects()
         statement = repository.page_statement(
             self.context.principal.scope, self.where, 1, None
         ).with_only_columns(as_json(node))
-        rows = await self.context.loaders.run(lambda session: _all(session, statement))
+        rows = await self.context.loaders.run(lambda session: _all(session, statement, self.context.now))
         return Compiled(rows[0][0] if rows else None)
 
     async def objects(self) -> ShipmentNode | None:
@@ -390,5 +406,5 @@ class ShipmentLookup(Source):
         return shipment_node(rows[0]) if rows else None
 
 
-async def _all(session: Any, statement: Any) -> list[Row[Any]]:
-    return list((await session.execute(statement)).all())
+async def _all(session: Any, statement: Any, now: dt.datetime) -> list[Row[Any]]:
+    return list((await session.execute(statement, {"now": now})).all())
