@@ -170,7 +170,7 @@ class Build:
             name = node.name.value
             if name == "__typename":
                 expression: ColumnElement[Any] | None = text_literal(named.name)
-            elif name in known and not node.arguments:
+            elif name in known and (not node.arguments or getattr(known[name], "takes_arguments", False)):
                 expression = known[name](self, columns, named.fields[name].type, details)
             else:
                 return None
@@ -230,6 +230,14 @@ def iso_datetime(column: ColumnElement[Any]) -> ColumnElement[str]:
     utc = func.timezone(literal_column("'UTC'"), column)
     text = func.to_char(utc, literal_column('\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\''))
     return func.replace(text, literal_column("'.000000+'"), literal_column("'+'"))
+
+
+def takes_arguments(sql: FieldSQL) -> FieldSQL:
+    """Marks a field's SQL as reading its own arguments (from the field node: literals only, since a plan
+    is kept per document and variables change between requests); other fields with arguments are not
+    compiled."""
+    setattr(sql, "takes_arguments", True)  # noqa: B010
+    return sql
 
 
 def column(name: str) -> FieldSQL:

@@ -14,15 +14,19 @@ from strawberry.dataloader import DataLoader
 from api.state import AppState
 from domain.carriers.models import Carrier
 from domain.db import TenantScope, scoped_transaction
+from domain.documents import repository as documents
+from domain.documents.models import ShipmentDocument
 from domain.exceptions import repository as detection
 from domain.exceptions.models import ExceptionActivity, ExceptionGroup, Rule, ShipmentException
 from domain.notify import repository as notify
 from domain.notify.models import WebhookAttempt
 from domain.shipments import repository
-from domain.shipments.models import Milestone, Shipment, ShipmentReference
+from domain.shipments.models import Leg, Milestone, Shipment, ShipmentReference
 from domain.tenancy import repository as tenancy
 from domain.tenancy.models import Account, Team, User
 from domain.tenancy.principal import Principal
+from domain.tracking import repository as tracking
+from domain.tracking.models import TrackingEvent
 from domain.workflow import repository as workflow
 from domain.workflow.models import ExceptionResolution
 from domain.workflow.rules import PlaybookView
@@ -50,6 +54,13 @@ class Loaders:
         )
         self.references: DataLoader[uuid.UUID, list[ShipmentReference]] = self._loader(
             repository.references_by_shipment, []
+        )
+        self.legs: DataLoader[uuid.UUID, list[Leg]] = self._loader(repository.legs_by_shipment, [])
+        self.documents: DataLoader[uuid.UUID, list[ShipmentDocument]] = self._loader(
+            documents.documents_by_shipment, []
+        )
+        self.events: DataLoader[tuple[uuid.UUID, int], list[TrackingEvent]] = self._loader(
+            tracking.recent_events_by_shipment, []
         )
         self.carrier: DataLoader[str, Carrier | None] = DataLoader(self._load_carriers)
         self.exception: DataLoader[uuid.UUID, ShipmentException | None] = self._loader(

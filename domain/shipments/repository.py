@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.carriers.models import Carrier
 from domain.db import FAR_FUTURE, TenantScope, keyset, scoped
-from domain.shipments.models import Milestone, Shipment, ShipmentReference
+from domain.shipments.models import Leg, Milestone, Shipment, ShipmentReference
 from domain.shipments.rules import DEFAULT_ON_TIME_TOLERANCE, MilestoneStatus
 from domain.tenancy.models import Account
 
@@ -164,9 +164,24 @@ def milestone_status_expression(
     )
 
 
-# the order of a shipment's milestones and references wherever they are listed
+# the order of a shipment's milestones, references and legs wherever they are listed
 TIMELINE_ORDER = (Milestone.sequence,)
 REFERENCE_ORDER = (ShipmentReference.kind, ShipmentReference.value)
+LEG_ORDER = (Leg.sequence,)
+
+
+async def legs_by_shipment(
+    session: AsyncSession, scope: TenantScope, shipment_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[Leg]]:
+    statement = (
+        scoped(select(Leg), Leg, scope)
+        .where(Leg.shipment_id.in_(shipment_ids))
+        .order_by(Leg.shipment_id, *LEG_ORDER)
+    )
+    grouped: dict[uuid.UUID, list[Leg]] = defaultdict(list)
+    for leg in (await session.execute(statement)).scalars():
+        grouped[leg.shipment_id].append(leg)
+    return grouped
 
 
 async def milestones_by_shipment(

@@ -31,6 +31,7 @@ query Page($first: Int!, $after: String, $filter: ShipmentFilter) {
       carrier { code }
       references { kind value }
       timeline { code sequence plannedAt estimatedAt actualAt status plannedSource }
+      legs { sequence mode } documents { documentType } events(first: 5) { occurredAt classifier }
     } }
     pageInfo { hasNextPage endCursor }
   }
@@ -70,8 +71,9 @@ async def test_a_page_with_timelines_costs_the_same_statements_for_10_or_50_ship
     edges = body["data"]["shipments"]["edges"]
     assert len(edges) == 50
     assert all(len(edge["node"]["timeline"]) == 5 for edge in edges)
-    # one scoped transaction each for: the page, accounts, references, milestones (carrier is null here)
-    assert len(for_large) == len(for_small) == 8
+    # one scoped transaction each for: the page, accounts, references, milestones, legs, documents and
+    # events (carrier is null here)
+    assert len(for_large) == len(for_small) == 14
 
 
 async def test_pages_follow_each_other_without_overlap(

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, cast
 
-from graphql import GraphQLObjectType, GraphQLOutputType, get_named_type
+from graphql import GraphQLObjectType, GraphQLOutputType, IntValueNode, get_named_type
 from graphql.execution.collect_fields import FieldDetailsList
 from sqlalchemy import ColumnElement, DateTime, Text, bindparam, case, func, literal_column, null, or_, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Row
+from sqlalchemy.orm import aliased
 
 from api.graphql.compiled import (
     Build,
@@ -34,6 +35,7 @@ from api.graphql.compiled import (
     enum_column,
     enum_name,
     id_column,
+    takes_arguments,
     time_column,
 )
 from api.graphql.context import Context
@@ -43,17 +45,22 @@ from api.graphql.shipments.types import Shipment as ShipmentNode
 from api.graphql.shipments.types import ShipmentConnection, ShipmentEdge, shipment_node
 from domain.carriers.models import Carrier
 from domain.db import TenantScope, scoped
+from domain.documents.models import ShipmentDocument
+from domain.documents.repository import DOCUMENT_ORDER
 from domain.exceptions import models as exception_models
 from domain.exceptions import taxonomy
 from domain.exceptions.models import ShipmentException
 from domain.exceptions.repository import OPEN_LIVE, OPEN_ORDER
 from domain.exceptions.rules import customer_sees
 from domain.shipments import models, repository
-from domain.shipments.models import Milestone, Shipment, ShipmentReference
+from domain.shipments.models import Leg, Milestone, Shipment, ShipmentReference
 from domain.shipments.rules import MilestoneStatus
 from domain.tenancy import models as tenancy
 from domain.tenancy.models import Account
 from domain.tenancy.principal import Principal
+from domain.tracking.canonical import Classifier
+from domain.tracking.models import TrackingEvent
+from domain.tracking.repository import EVENT_ORDER
 
 EMPTY_LIST: ColumnElement[Any] = literal_column("'[]'::json")
 
@@ -62,6 +69,7 @@ EMPTY_LIST: ColumnElement[Any] = literal_column("'[]'::json")
 class Facts:
     principal: Principal
     scope: TenantScope
+    max_page_size: int
 
 
 # the clock is a parameter of the statement, so a plan serves every request
@@ -131,8 +139,40 @@ def _list(model: Any, order: tuple[Any, ...], *conditions: Any) -> FieldSQL:
 
 
 _references = _list(ShipmentReference, repository.REFERENCE_ORDER)
+_legs = _list(Leg, repository.LEG_ORDER)
+_documents = _list(ShipmentDocument, DOCUMENT_ORDER)
 _timeline = _list(Milestone, repository.TIMELINE_ORDER)
 _open_exceptions = _list(ShipmentException, OPEN_ORDER, *OPEN_LIVE)
+
+
+@takes_arguments
+def _events(build: Build, columns: Any, graphql_type: GraphQLOutputType, fields: FieldDetailsList) -> Any:
+    """The latest ``first`` events (a literal, or the default), as ``recent_events_by_shipment`` reads."""
+    argument = next((a for a in fields[0].node.arguments or () if a.name.value == "first"), None)
+    if argument is None:
+        shipment = build.execution.schema.get_type("Shipment")
+        assert isinstance(shipment, GraphQLObjectType)
+        limit = int(shipment.fields["events"].args["first"].default_value)
+    elif isinstance(argument.value, IntValueNode):
+        limit = int(argument.value.value)
+    else:
+        return None  # a variable: not part of a plan
+    if not 1 <= limit <= _facts(build).max_page_size:
+        return None  # the ordinary path refuses it
+    latest = (
+        scoped(select(TrackingEvent), TrackingEvent, _facts(build).scope)
+        .where(TrackingEvent.shipment_id == columns.id)
+        .order_by(*EVENT_ORDER)
+        .limit(limit)
+        .correlate_except(TrackingEvent)  # a FROM subquery: SQLAlchemy does not correlate it by itself
+        .subquery("latest")
+    )
+    event = aliased(TrackingEvent, latest)
+    value = build.object(graphql_type, fields, event)
+    if value is None:
+        return None
+    aggregate = func.json_agg(aggregate_order_by(value, event.occurred_at.desc(), event.id.desc()))
+    return func.coalesce(select(aggregate).select_from(latest).scalar_subquery(), EMPTY_LIST)
 
 
 def _exceptions(build: Build, columns: Any, graphql_type: GraphQLOutputType, fields: FieldDetailsList) -> Any:
@@ -187,6 +227,43 @@ VOCABULARY: Vocabulary = {
         "references": _references,
         "timeline": _timeline,
         "exceptions": _exceptions,
+        "legs": _legs,
+        "documents": _documents,
+        "events": _events,
+    },
+    "Leg": {
+        "sequence": column("sequence"),
+        "mode": enum_column(models.Mode, "mode"),
+        "originLocode": column("origin_locode"),
+        "destinationLocode": column("destination_locode"),
+        "carrier": _carrier,
+        "vesselName": column("vessel_name"),
+        "voyageNumber": column("voyage_number"),
+        "flightNumber": column("flight_number"),
+    },
+    "ShipmentDocument": {
+        "documentType": column("document_type"),
+        "receivedAt": time_column("received_at"),
+        "source": column("source"),
+        "reference": column("reference"),
+    },
+    "TrackingEvent": {
+        "id": id_column("TrackingEvent"),
+        "source": column("source"),
+        "sourceEventId": column("source_event_id"),
+        "classifier": enum_column(Classifier, "classifier"),
+        "milestoneCode": enum_column(models.MilestoneCode, "milestone_code"),
+        "rawCode": column("raw_code"),
+        "rawReason": column("raw_reason"),
+        "locationLocode": column("location_locode"),
+        "locationName": column("location_name"),
+        "occurredAt": time_column("occurred_at"),
+        "utcOffsetMinutes": column("utc_offset_minutes"),
+        "receivedAt": time_column("received_at"),
+        "carrierCode": column("carrier_code"),
+        "signals": column("signals"),
+        "unknownCodes": column("unknown_codes"),
+        "retracted": column("is_retracted"),
     },
     "Place": {"locode": column("locode"), "address": column("address")},
     "Money": {"amount": column("amount"), "currency": column("currency")},
@@ -255,7 +332,8 @@ def _plan(
     principal = context.principal
     # what a plan depends on: whose rows (scope) and what the caller may see (kind, roles, scopes)
     caller = (principal.scope, principal.subject_kind, principal.roles, principal.scopes)
-    build = Build(execution, VOCABULARY, Facts(principal, principal.scope))
+    facts = Facts(principal, principal.scope, context.state.settings.graphql_max_page_size)
+    build = Build(execution, VOCABULARY, facts)
     return PLANS.get(execution, fields, caller, lambda: make(build))
 
 

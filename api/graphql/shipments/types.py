@@ -9,7 +9,7 @@ from strawberry.scalars import JSON
 
 from api.graphql.context import Context
 from api.graphql.permissions import require_exception_read
-from api.graphql.relay import Node, PageInfo, to_global_id
+from api.graphql.relay import Node, PageInfo, check_page_size, to_global_id
 from domain.shipments import models
 from domain.shipments.repository import ShipmentOrder as ShipmentOrderValue
 from domain.shipments.rules import MilestoneStatus as MilestoneStatusValue
@@ -17,7 +17,8 @@ from domain.shipments.rules import milestone_status
 from domain.tenancy import models as tenancy
 
 if TYPE_CHECKING:
-    from api.graphql.exceptions.types import ShipmentException
+    from api.graphql.exceptions.types import ShipmentDocument, ShipmentException
+    from api.graphql.tracking.types import TrackingEvent
 
 Mode = strawberry.enum(models.Mode, name="Mode", description="Transport mode.")
 ShipmentStatus = strawberry.enum(
@@ -129,7 +130,53 @@ class Milestone(Node):
         return milestone_status(row.planned_at, row.estimated_at, row.actual_at, info.context.now)
 
 
-@strawberry.type(description="A shipment with its references, parties and milestone timeline.")
+@strawberry.type(description="One stage of the journey, with one mode and one carrier.")
+class Leg:
+    row: strawberry.Private[models.Leg]
+
+    @strawberry.field(description="Position in the journey, from 1.")
+    def sequence(self) -> int:
+        return self.row.sequence
+
+    @strawberry.field(description="Transport mode of this leg.")
+    def mode(self) -> Mode:  # type: ignore[valid-type]
+        return models.Mode(self.row.mode)
+
+    @strawberry.field(description="Where the leg starts (UN/LOCODE).")
+    def origin_locode(self) -> str | None:
+        return self.row.origin_locode
+
+    @strawberry.field(description="Where the leg ends (UN/LOCODE).")
+    def destination_locode(self) -> str | None:
+        return self.row.destination_locode
+
+    @strawberry.field(description="The carrier of this leg.")
+    async def carrier(self, info: strawberry.Info[Context, None]) -> Carrier | None:
+        return await _carrier(info, self.row.carrier_code)
+
+    @strawberry.field(description="Vessel name (ocean).")
+    def vessel_name(self) -> str | None:
+        return self.row.vessel_name
+
+    @strawberry.field(description="Voyage number (ocean).")
+    def voyage_number(self) -> str | None:
+        return self.row.voyage_number
+
+    @strawberry.field(description="Flight number (air).")
+    def flight_number(self) -> str | None:
+        return self.row.flight_number
+
+
+async def _carrier(info: strawberry.Info[Context, None], code: str | None) -> Carrier | None:
+    if code is None:
+        return None
+    row = await info.context.loaders.carrier.load(code)
+    if row is None:
+        return None
+    return Carrier(code=row.code, name=row.name, scac=row.scac, iata_code=row.iata_code)
+
+
+@strawberry.type(description="A shipment with its references, parties, legs, milestone timeline and events.")
 class Shipment(Node):
     row: strawberry.Private[models.Shipment]
 
@@ -182,12 +229,7 @@ class Shipment(Node):
 
     @strawberry.field(description="The main carrier.")
     async def carrier(self, info: strawberry.Info[Context, None]) -> Carrier | None:
-        if self.row.carrier_code is None:
-            return None
-        row = await info.context.loaders.carrier.load(self.row.carrier_code)
-        if row is None:
-            return None
-        return Carrier(code=row.code, name=row.name, scac=row.scac, iata_code=row.iata_code)
+        return await _carrier(info, self.row.carrier_code)
 
     @strawberry.field(description="Booking, B/L, container, tracking, PRO and customer references.")
     async def references(self, info: strawberry.Info[Context, None]) -> list[ShipmentReference]:
@@ -198,6 +240,33 @@ class Shipment(Node):
     async def timeline(self, info: strawberry.Info[Context, None]) -> list[Milestone]:
         rows = await info.context.loaders.milestones.load(self.row.id)
         return [Milestone(id=to_global_id("Milestone", r.id), row=r) for r in rows]
+
+    @strawberry.field(
+        description="Its legs in order: the carriers, vessels, voyages and flights that move it."
+    )
+    async def legs(self, info: strawberry.Info[Context, None]) -> list[Leg]:
+        return [Leg(row=row) for row in await info.context.loaders.legs.load(self.row.id)]
+
+    @strawberry.field(description="The documents received for it, in the order they arrived.")
+    async def documents(
+        self, info: strawberry.Info[Context, None]
+    ) -> list[Annotated[ShipmentDocument, strawberry.lazy("api.graphql.exceptions.types")]]:
+        from api.graphql.exceptions.types import document_node  # that module imports this one
+
+        return [document_node(row) for row in await info.context.loaders.documents.load(self.row.id)]
+
+    @strawberry.field(
+        description="Its latest `first` tracking events, latest first, each with its source and raw code "
+        "(retracted ones included and marked)."
+    )
+    async def events(
+        self, info: strawberry.Info[Context, None], first: int = 20
+    ) -> list[Annotated[TrackingEvent, strawberry.lazy("api.graphql.tracking.types")]]:
+        from api.graphql.tracking.types import tracking_event_node  # that module imports this one
+
+        limit = check_page_size(first, info.context.state.settings.graphql_max_page_size)
+        rows = await info.context.loaders.events.load((self.row.id, limit))
+        return [tracking_event_node(row) for row in rows]
 
     @strawberry.field(description="Its open exceptions (live ones), highest priority first.")
     async def exceptions(

@@ -7,7 +7,10 @@ from typing import Annotated, Any
 import strawberry
 
 from api.graphql.relay import Node, PageInfo, to_global_id
+from api.graphql.shipments.types import MilestoneCode
+from domain.shipments.models import MilestoneCode as ShipmentMilestoneCode
 from domain.tracking import models
+from domain.tracking.canonical import Classifier
 
 IngestStatus = strawberry.enum(
     models.IngestStatus, name="IngestStatus", description="What became of a stored ingest message."
@@ -26,7 +29,9 @@ class IngestIssue:
 class IngestEventResult:
     position: str = strawberry.field(description="Where in the message the event was.")
     outcome: str = strawberry.field(description="accepted, parked, duplicate, updated or rejected.")
-    event_id: strawberry.ID | None = strawberry.field(description="The stored tracking event, if any.")
+    event_id: strawberry.ID | None = strawberry.field(
+        description="The stored tracking event, if any (a `TrackingEvent` id, as on its shipment's `events`)."
+    )
     shipment_id: strawberry.ID | None = strawberry.field(description="The shipment it was matched to.")
     code: str | None = strawberry.field(description="Why it was rejected (stable code).")
     reason: str | None = strawberry.field(description="Why it was rejected (words).")
@@ -38,12 +43,89 @@ def _result(data: dict[str, Any]) -> IngestEventResult:
     return IngestEventResult(
         position=data["position"],
         outcome=data["outcome"],
-        event_id=strawberry.ID(data["event_id"]) if data.get("event_id") else None,
+        event_id=to_global_id("TrackingEvent", uuid.UUID(data["event_id"])) if data.get("event_id") else None,
         shipment_id=to_global_id("Shipment", uuid.UUID(shipment)) if shipment else None,
         code=data.get("code"),
         reason=data.get("reason"),
         signals=list(data.get("signals", [])),
     )
+
+
+EventClassifier = strawberry.enum(
+    Classifier,
+    name="EventClassifier",
+    description="What an event says about its time: PLANNED (a plan), ESTIMATED, or ACTUAL (it happened).",
+)
+
+
+@strawberry.type(description="A tracking event as a source sent it, mapped to the canonical vocabulary.")
+class TrackingEvent(Node):
+    row: strawberry.Private[models.TrackingEvent]
+
+    @strawberry.field(description="Who sent it: a format or carrier (dcsa, x12, epcis, aftership, api, ...).")
+    def source(self) -> str:
+        return self.row.source
+
+    @strawberry.field(description="The source's own id for the event, when it has one.")
+    def source_event_id(self) -> str | None:
+        return self.row.source_event_id
+
+    @strawberry.field(description="Plan, estimate or actual.")
+    def classifier(self) -> EventClassifier:  # type: ignore[valid-type]
+        return Classifier(self.row.classifier)
+
+    @strawberry.field(description="The canonical milestone it maps to; null for a code kept raw only.")
+    def milestone_code(self) -> MilestoneCode | None:  # type: ignore[valid-type]
+        code = self.row.milestone_code
+        return ShipmentMilestoneCode(code) if code is not None else None
+
+    @strawberry.field(description="The status code exactly as the source sent it.")
+    def raw_code(self) -> str:
+        return self.row.raw_code
+
+    @strawberry.field(description="The source's reason code, if any.")
+    def raw_reason(self) -> str | None:
+        return self.row.raw_reason
+
+    @strawberry.field(description="Where it happened (UN/LOCODE).")
+    def location_locode(self) -> str | None:
+        return self.row.location_locode
+
+    @strawberry.field(description="The place's name as the source gave it.")
+    def location_name(self) -> str | None:
+        return self.row.location_name
+
+    @strawberry.field(description="When it happened (or is planned or expected to), in UTC.")
+    def occurred_at(self) -> dt.datetime:
+        return self.row.occurred_at
+
+    @strawberry.field(description="The local offset from UTC at the place, in minutes, when known.")
+    def utc_offset_minutes(self) -> int | None:
+        return self.row.utc_offset_minutes
+
+    @strawberry.field(description="When Milepost received it.")
+    def received_at(self) -> dt.datetime:
+        return self.row.received_at
+
+    @strawberry.field(description="The carrier the source names, if any.")
+    def carrier_code(self) -> str | None:
+        return self.row.carrier_code
+
+    @strawberry.field(description="Exception signals it carries (e.g. customs_hold, damage).")
+    def signals(self) -> list[str]:
+        return list(self.row.signals)
+
+    @strawberry.field(description="Codes no mapping knew: stored, flagged, never applied to the timeline.")
+    def unknown_codes(self) -> list[str]:
+        return list(self.row.unknown_codes)
+
+    @strawberry.field(description="Withdrawn by its source (a DCSA retraction); no longer on the timeline.")
+    def retracted(self) -> bool:
+        return self.row.is_retracted
+
+
+def tracking_event_node(row: models.TrackingEvent) -> TrackingEvent:
+    return TrackingEvent(id=to_global_id("TrackingEvent", row.id), row=row)
 
 
 @strawberry.type(description="A message as received on an ingest endpoint or by `milepost import`.")
