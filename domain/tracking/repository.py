@@ -28,7 +28,9 @@ async def recent_events_by_shipment(
     for shipment_id, limit in keys:
         by_limit[limit].append(shipment_id)
     for limit, shipment_ids in by_limit.items():
-        wanted = func.unnest(uuid_array(shipment_ids)).table_valued(column("id", Uuid)).render_derived("wanted")
+        wanted = (
+            func.unnest(uuid_array(shipment_ids)).table_valued(column("id", Uuid)).render_derived("wanted")
+        )
         latest = (
             scoped(select(TrackingEvent), TrackingEvent, scope)
             .where(TrackingEvent.shipment_id == wanted.c.id)
