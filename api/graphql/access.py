@@ -87,7 +87,7 @@ class Permission:
     ``shippers`` (and see their account's rows only); partner clients need ``scope``. ``every_user`` and
     ``every_client`` let all users or all clients in, whatever their roles or scopes."""
 
-    name: str  # in docs and in the access test's output
+    name: str  # who may, in words: for readers of the map and of reprs
     roles: tuple[str, ...] = ()
     shippers: bool = False
     scope: Scope | None = None
@@ -514,8 +514,9 @@ class AccessRule(ValidationRule):
         parent = self.context.get_parent_type()
         name = node.name.value
         if parent is None or name == "__typename" or parent.name.startswith("__"):
-            return  # unknown parents are the spec rules' to report; introspection types are reached
-            # only through __schema and __type, checked below
+            # unknown parents are the spec rules' to report; introspection's own types are reached only
+            # through __schema and __type, checked next
+            return
         if name in INTROSPECTION_FIELDS:
             if not INTROSPECT.allows(self.audience) and not self._introspection_refused:
                 self._introspection_refused = True
