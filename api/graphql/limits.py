@@ -3,11 +3,13 @@
 One schema extension, :class:`Hardening`, applies to every field of the schema:
 
 - **parse** with a token limit, through a cache (a repeated query is not parsed again);
-- **validate** through a cache, in two steps: first our limits (depth, aliases, repeated fields or
-  directives, introspection for callers who may not use it), then — only when those pass — the
-  specification's rules. The spec's rules include overlapping-fields checks whose cost grows with the
-  square of the repeats, which is why the cheap limits go first and the document is refused on them
-  alone. Field suggestions ("Did you mean ...") are left out of every message;
+- **validate** through a cache keyed by the query text and the caller's audience, in two steps: first
+  our limits (depth, aliases, repeated fields or directives) and the access map
+  (``api/graphql/access.py``: every field, introspection included, for the callers it allows), then —
+  only when those pass — the specification's rules, against the schema as the caller sees it (fields
+  hidden from the caller left out). The spec's rules include overlapping-fields checks whose cost grows
+  with the square of the repeats, which is why the cheap checks go first and the document is refused on
+  them alone. Field suggestions ("Did you mean ...") are left out of every message;
 - **cost** of the selected operation, with its variables: every field costs 1, and a field with a
   ``first`` argument (a connection) multiplies the cost of what it selects by its page size.
 
@@ -70,15 +72,19 @@ from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRul
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from strawberry.types import ExecutionContext
 
-from api.graphql.permissions import may_introspect
+from api.graphql.access import (
+    INTROSPECTION_FIELDS,
+    Audience,
+    access_rule,
+    filter_introspection,
+    visible_schema,
+)
 from api.graphql.relay import DEFAULT_PAGE_SIZE
 from milepost.settings import Settings
 
 # Distinct query texts kept parsed and validated per process. Bounded, so a stream of unique queries costs
 # parse and validation time (limited by the token limit) but no memory.
 CACHE_SIZE = 512
-
-INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,30 +257,11 @@ class _DocumentLimitsRule(ValidationRule):
                 )
 
 
-class _NoIntrospectionRule(ValidationRule):
-    """``__schema`` and ``__type`` for staff and partner clients only (``__typename`` is always fine)."""
-
-    def __init__(self, context: Any) -> None:
-        super().__init__(context)
-        self._reported = False
-
-    def enter_field(self, node: FieldNode, *_args: Any) -> None:
-        if node.name.value in INTROSPECTION_FIELDS and not self._reported:
-            self._reported = True
-            self.report_error(
-                GraphQLError(
-                    "Introspection is available to staff users and partner clients only.",
-                    node,
-                    extensions={"code": "FORBIDDEN"},
-                )
-            )
-
-
 @functools.cache
-def _limit_rules(limits: Limits, allow_introspection: bool) -> tuple[type[ASTValidationRule], ...]:
+def _first_rules(limits: Limits, audience: Audience) -> tuple[type[ASTValidationRule], ...]:
     # one class per distinct limits, so the validation cache sees equal keys for equal limits
-    rule = type("DocumentLimitsRule", (_DocumentLimitsRule,), {"limits": limits})
-    return (rule,) if allow_introspection else (rule, _NoIntrospectionRule)
+    limit_rule = type("DocumentLimitsRule", (_DocumentLimitsRule,), {"limits": limits})
+    return (limit_rule, access_rule(audience))
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
@@ -282,17 +269,20 @@ def validate_document(
     schema: GraphQLSchema,
     query: str,
     limits: Limits,
-    allow_introspection: bool,
+    audience: Audience,
     spec_rules: tuple[type[ASTValidationRule], ...],
 ) -> list[GraphQLError]:
-    """Our limits, then (when they pass) the spec's rules, for one query text; cached. The errors are
-    shared by every request that sends the same text, so nothing may change them afterwards."""
+    """Our limits and the access map, then (when they pass) the spec's rules, for one query text and one
+    audience; cached. The document is validated against the schema as the audience sees it (without the
+    fields hidden from it). The errors are shared by every request that sends the same text with the
+    same audience, so nothing may change them afterwards."""
     document = parse_document(query, limits.max_tokens)
-    errors = validate(schema, document, _limit_rules(limits, allow_introspection), hide_suggestions=True)
+    visible = visible_schema(schema, audience)
+    errors = validate(visible, document, _first_rules(limits, audience), hide_suggestions=True)
     if errors:
         return errors
     rules = (*spec_rules, MaybeNullValidationRule, OneOfInputValidationRule)
-    return validate(schema, document, rules, hide_suggestions=True)
+    return validate(visible, document, rules, hide_suggestions=True)
 
 
 # --- cost --------------------------------------------------------------------------------------------
@@ -390,8 +380,9 @@ def limits_of(context: Any) -> Limits:
 
 
 class Hardening(SchemaExtension):
-    """Token-limited cached parsing, cached validation (limits first, no suggestions, introspection by
-    caller) and the cost limit. A caller without a principal (in-process use) may not introspect."""
+    """Token-limited cached parsing, cached validation (limits and the access map first, no suggestions)
+    and the cost limit, for queries, mutations and subscriptions alike. A caller without a principal
+    (in-process use) is allowed nothing but ``__typename``."""
 
     def on_operation(self) -> Iterator[None]:
         self.limits = limits_of(self.execution_context.context)
@@ -415,10 +406,9 @@ class Hardening(SchemaExtension):
         assert context.query is not None
         assert context.graphql_document is not None
         schema = context.schema._schema
-        principal = getattr(context.context, "principal", None)
-        allowed = principal is not None and may_introspect(principal)
+        audience = Audience.of(getattr(context.context, "principal", None))
         errors = validate_document(
-            schema, context.query, self.limits, allowed, tuple(context.validation_rules)
+            schema, context.query, self.limits, audience, tuple(context.validation_rules)
         )
         if errors:
             return list(errors)  # the cached list is shared
@@ -446,11 +436,12 @@ class Hardening(SchemaExtension):
 
 
 class HardenedSchema(strawberry.Schema):
-    """A strawberry schema that never suggests names, leaves error logging to us, and can introspect
-    defaults of JSON arguments."""
+    """A strawberry schema that never suggests names, leaves error logging to us, introspects no field
+    hidden from the caller, and can introspect defaults of JSON arguments."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        filter_introspection()  # introspection lists no field hidden from the caller
         # graphql-core cannot turn an object or list default of a custom scalar (`parameters: JSON! = {}`)
         # into a literal, so introspecting its `defaultValue` failed; give it the literal itself
         for value in _input_values(self._schema):

@@ -8,6 +8,7 @@ import strawberry
 from graphql import GraphQLError
 
 from api.graphql import clients, jobs
+from api.graphql.access import NODE_ACCESS, require
 from api.graphql.compiled import CompilingExecutionContext
 from api.graphql.context import Context
 from api.graphql.errors import MaskInternalErrors
@@ -15,7 +16,6 @@ from api.graphql.exceptions import resolvers as detection
 from api.graphql.exceptions.types import DisruptionNotice, ExceptionGroup, Rule, ShipmentException
 from api.graphql.limits import HardenedSchema, Hardening
 from api.graphql.notify import resolvers as notify
-from api.graphql.permissions import require_ingest_admin, require_shipment_read
 from api.graphql.relay import (
     DEFAULT_PAGE_SIZE,
     Node,
@@ -113,15 +113,16 @@ class Query:
     async def node(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> Node | None:
         type_name, value = from_global_id(id)
         loaders = info.context.loaders
+        permission = NODE_ACCESS.get(type_name)
+        if permission is None:
+            return None  # milestones are reached through their shipment; unknown types find nothing
+        require(info.context.principal, permission)  # which permission depends on the id
         if type_name == "Shipment":
-            require_shipment_read(info.context.principal)
             return await _shipment(info, value)
         if type_name == "Account":
-            require_shipment_read(info.context.principal)
             account = await loaders.account.load(value)
             return account_node(account) if account is not None else None
         if type_name == "IngestMessage":
-            require_ingest_admin(info.context.principal)
             return await _ingest_message(info, value)
         if type_name == "DeadLetter":
             return await jobs.dead_letter_by_id(info, value)
@@ -131,11 +132,10 @@ class Query:
             return await detection.node(info, type_name, value)
         if type_name in workflow.NODE_TYPES:
             return await workflow.node(info, type_name, value)
-        return None  # milestones are reached through their shipment; unknown types find nothing
+        return None
 
     @strawberry.field(description="One shipment by global id; null when it does not exist for you.")
     async def shipment(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> Shipment | None:
-        require_shipment_read(info.context.principal)
         value = expect_global_id(id, "Shipment")
         return await _shipment(info, value) if value is not None else None
 
@@ -148,7 +148,6 @@ class Query:
         self, info: strawberry.Info[Context, None], reference: str
     ) -> ShipmentLookup:
         context = info.context
-        require_shipment_read(context.principal)
         if not reference.strip() or len(reference) > 128:
             raise UserInputError("reference: must be 1 to 128 characters", argument="reference")
         return ShipmentLookup(context, repository.ShipmentFilter(reference=reference))
@@ -166,7 +165,6 @@ class Query:
         order_by: ShipmentOrder = ShipmentOrderValue.NEWEST,  # type: ignore[valid-type]
     ) -> ShipmentPage:
         context = info.context
-        require_shipment_read(context.principal)
         limit = check_page_size(first, context.state.settings.graphql_max_page_size)
         order = ShipmentOrderValue(order_by)
         position = decode_position(after, order.value) if after else None
@@ -181,7 +179,6 @@ class Query:
         status: list[IngestStatusEnum] | None = None,  # type: ignore[valid-type]
     ) -> IngestMessageConnection:
         context = info.context
-        require_ingest_admin(context.principal)
         limit = check_page_size(first, context.state.settings.graphql_max_page_size)
         position = decode_cursor(after) if after else None
         scope = context.principal.scope
@@ -202,7 +199,6 @@ class Query:
     async def ingest_message(
         self, info: strawberry.Info[Context, None], id: strawberry.ID
     ) -> IngestMessage | None:
-        require_ingest_admin(info.context.principal)
         value = expect_global_id(id, "IngestMessage")
         return await _ingest_message(info, value) if value is not None else None
 
@@ -310,7 +306,6 @@ class Mutation:
         self, info: strawberry.Info[Context, None], id: strawberry.ID
     ) -> ReplayIngestMessagePayload:
         context = info.context
-        require_ingest_admin(context.principal)
         value = expect_global_id(id, "IngestMessage")
         if value is None:
             return NotFoundError(message=f"no ingest message {id}")
@@ -332,7 +327,6 @@ class Mutation:
         self, info: strawberry.Info[Context, None], input: CodeMappingInput
     ) -> UpsertCodeMappingPayload:
         context = info.context
-        require_ingest_admin(context.principal)
         scope = context.principal.scope
 
         async def work(session: Any) -> Any:

@@ -1,8 +1,9 @@
 """Subscriptions over graphql-transport-ws: ``exceptionEvents`` and ``shipmentUpdates``.
 
-Events come from the process's :class:`api.live.LiveHub`. Each subscription checks the same read
-permissions as the queries when it starts, and each event resolves through the normal ``ShipmentException``
-and ``Shipment`` types, so what a shipper sees of an event is what it would see by querying.
+Events come from the process's :class:`api.live.LiveHub`. Who may subscribe is the access map's
+(``api/graphql/access.py``), checked with the document before the subscription starts; each event
+resolves through the normal ``ShipmentException`` and ``Shipment`` types, so what a shipper sees of an
+event is what it would see by querying.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
+from api.graphql.access import EXCEPTION_READ, allowed
 from api.graphql.context import Context, Loaders
 from api.graphql.exceptions.types import (
     ExceptionCategory,
@@ -23,8 +25,7 @@ from api.graphql.exceptions.types import (
     ShipmentException,
     exception_node,
 )
-from api.graphql.permissions import require_exception_read, require_shipment_read
-from api.graphql.relay import Forbidden, UserInputError, expect_global_id, to_global_id
+from api.graphql.relay import UserInputError, expect_global_id, to_global_id
 from api.graphql.shipments.types import Shipment, shipment_node
 from api.live import Change, Delivery, Interest, Interrupted, LiveConnection, LiveUnavailable
 from domain.workflow import topics
@@ -141,7 +142,6 @@ async def exception_events(
     info: Info, filter: ExceptionEventFilter | None = None
 ) -> AsyncGenerator[ExceptionEvent, None]:
     context = info.context
-    require_exception_read(context.principal)
     given = filter or ExceptionEventFilter()
     unknown = [(n, topic) for n, topic in enumerate(given.topic or []) if topic not in topics.ALL_TOPICS]
     if unknown:
@@ -173,7 +173,6 @@ async def exception_events(
 
 async def shipment_updates(info: Info, shipment_id: strawberry.ID) -> AsyncGenerator[ShipmentUpdate, None]:
     context = info.context
-    require_shipment_read(context.principal)
     value = expect_global_id(shipment_id, "Shipment", argument="shipmentId")
     if value is None:
         raise UserInputError(f"shipmentId: {shipment_id!r} is not a Shipment id", argument="shipmentId")
@@ -181,20 +180,12 @@ async def shipment_updates(info: Info, shipment_id: strawberry.ID) -> AsyncGener
     if await context.loaders.shipment.load(value) is None:
         raise GraphQLError(f"shipmentId: no shipment {shipment_id}", extensions={"code": "NOT_FOUND"})
     interest = Interest(
-        exceptions=_allowed(require_exception_read, context),
+        exceptions=allowed(context.principal, EXCEPTION_READ),
         timeline=True,
         account_id=context.principal.account_id,
         shipment_id=value,
     )
     return _events(context, interest, lambda change: ShipmentUpdate(change=change))
-
-
-def _allowed(check: Callable[..., None], context: Context) -> bool:
-    try:
-        check(context.principal)
-    except Forbidden:
-        return False
-    return True
 
 
 def _events(

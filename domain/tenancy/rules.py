@@ -13,7 +13,7 @@ from enum import StrEnum
 
 class Scope(StrEnum):
     """What a partner client may be granted. The only list: client creation, the token endpoint, the
-    permission checks (``api/graphql/permissions.py``, ``api/ingest.py``), the database CHECK and the
+    permission checks (``api/graphql/access.py``, ``api/ingest.py``), the database CHECK and the
     docs (``docs/api.md``) all follow it. Adding one needs a migration that widens the CHECK."""
 
     SHIPMENTS_READ = "shipments:read"
@@ -36,7 +36,8 @@ SCOPE_DESCRIPTIONS: dict[Scope, str] = {
     "close, reopen.",
     Scope.INGEST: "Send tracking data to `POST /ingest/{format}`; read and replay ingest messages; "
     "set code mappings.",
-    Scope.BILLING_READ: "Reserved for billing anomalies; grants nothing until billing is exposed.",
+    Scope.BILLING_READ: "Read finance-only fields (`Shipment.declaredValue`), which are invisible without it "
+    "(billing anomalies will follow).",
     Scope.WEBHOOKS_MANAGE: "Manage webhook endpoints and their deliveries: the tenant's, or the account's "
     "own for a client bound to an account.",
 }

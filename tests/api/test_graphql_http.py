@@ -103,20 +103,41 @@ async def test_a_field_error_keeps_200_and_the_data_entry(
 ) -> None:
     response = await client.post(
         "/graphql",
-        json={"query": "{ shipments(first: 5) { edges { cursor } } }"},
-        headers={**bearer(tokens, partner(world, "ingest")), "Accept": GRAPHQL_RESPONSE},
+        json={"query": "{ shipments(first: 101) { edges { cursor } } }"},
+        headers={**bearer(tokens, staff(world)), "Accept": GRAPHQL_RESPONSE},
     )
     assert response.status_code == 200
     assert response.json() == {
         "data": None,
         "errors": [
             {
-                "message": "this operation needs the 'shipments:read' scope",
+                "message": "first: must be between 1 and 100, got 101",
                 "locations": [{"line": 1, "column": 3}],
                 "path": ["shipments"],
-                "extensions": {"code": "FORBIDDEN"},
+                "extensions": {"code": "BAD_USER_INPUT", "argument": "first"},
             }
         ],
+    }
+
+
+async def test_a_forbidden_field_is_a_request_error(
+    client: httpx.AsyncClient, tokens: TokenService, world: TenantWorld
+) -> None:
+    # the access map refuses it with the document, like a validation error: 400 and no `data` entry
+    response = await client.post(
+        "/graphql",
+        json={"query": "{ shipments(first: 5) { edges { cursor } } }"},
+        headers={**bearer(tokens, partner(world, "ingest")), "Accept": GRAPHQL_RESPONSE},
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "errors": [
+            {
+                "message": "this operation needs the 'shipments:read' scope",
+                "locations": [{"line": 1, "column": 3}],
+                "extensions": {"code": "FORBIDDEN"},
+            }
+        ]
     }
 
 

@@ -276,9 +276,16 @@ async def test_a_partner_needs_the_shipments_read_scope(
 ) -> None:
     world = await committed_tenant(sessions, accounts=1, shipments_per_account=1)
     body = await gql(client, tokens, partner(world, "ingest"), "{ shipments(first: 5) { edges { cursor } } }")
-    assert body["data"] is None
-    assert body["errors"][0]["message"] == "this operation needs the 'shipments:read' scope"
-    assert body["errors"][0]["extensions"] == {"code": "FORBIDDEN"}
+    # refused with the document, before anything runs: no `data` entry at all
+    assert body == {
+        "errors": [
+            {
+                "message": "this operation needs the 'shipments:read' scope",
+                "locations": [{"line": 1, "column": 3}],
+                "extensions": {"code": "FORBIDDEN"},
+            }
+        ]
+    }
     allowed = await gql(
         client, tokens, partner(world, "shipments:read"), "{ shipments(first: 5) { edges { cursor } } }"
     )

@@ -47,12 +47,6 @@ from api.graphql.exceptions.types import (
     rule_node,
     type_specs,
 )
-from api.graphql.permissions import (
-    require_detection_staff,
-    require_document_record,
-    require_exception_read,
-    require_rule_admin,
-)
 from api.graphql.relay import (
     DEFAULT_PAGE_SIZE,
     Forbidden,
@@ -95,7 +89,6 @@ async def exceptions(
     order_by: ExceptionOrderValue = ExceptionOrderValue.NEWEST,
 ) -> ShipmentExceptionConnection:
     context = info.context
-    require_exception_read(context.principal)
     limit = check_page_size(first, context.state.settings.graphql_max_page_size)
     order = ExceptionOrderValue(order_by)
     position = decode_position(after, order.value) if after else None
@@ -142,7 +135,6 @@ def _id_or_nothing(global_id: strawberry.ID | None, type_name: str, argument: st
 
 
 async def exception(info: Info, id: strawberry.ID) -> ShipmentException | None:
-    require_exception_read(info.context.principal)
     value = expect_global_id(id, "ShipmentException")
     return await _exception(info, value) if value is not None else None
 
@@ -160,12 +152,11 @@ NODE_TYPES = frozenset(
 
 
 async def node(info: Info, type_name: str, value: uuid.UUID) -> Node | None:
-    """``node(id)`` for detection's types (one of :data:`NODE_TYPES`)."""
+    """``node(id)`` for detection's types (one of :data:`NODE_TYPES`; ``Query.node`` has checked the caller
+    against :data:`api.graphql.access.NODE_ACCESS`)."""
     loaders = info.context.loaders
     if type_name == "ShipmentException":
-        require_exception_read(info.context.principal)
         return await _exception(info, value)
-    require_detection_staff(info.context.principal)
     if type_name == "ExceptionGroup":
         group = await loaders.group.load(value)
         return group_node(group) if group is not None else None
@@ -182,7 +173,6 @@ async def node(info: Info, type_name: str, value: uuid.UUID) -> Node | None:
 
 async def rules(info: Info) -> list[Rule]:
     """The rules in force (the highest version of each), disabled ones included; defaults on first use."""
-    require_detection_staff(info.context.principal)
     scope = info.context.principal.scope
 
     async def work(session: AsyncSession) -> list[RuleRow]:
@@ -193,13 +183,11 @@ async def rules(info: Info) -> list[Rule]:
 
 
 def exception_types(info: Info) -> list[ExceptionTypeSpec]:
-    require_exception_read(info.context.principal)
     return type_specs()
 
 
 async def disruption_notices(info: Info, include_ended: bool = False) -> list[DisruptionNotice]:
     context = info.context
-    require_detection_staff(context.principal)
     scope = context.principal.scope
     ending_after = None if include_ended else context.now
     rows = await context.loaders.run(
@@ -258,7 +246,6 @@ def _actor_user(principal: Principal) -> uuid.UUID | None:
 
 async def upsert_rule(info: Info, input: RuleInput) -> UpsertRulePayload:
     principal = info.context.principal
-    require_rule_admin(principal)
     draft = _rule_draft(input)
     result = await _attempt(
         info, lambda session: service.upsert_rule(session, principal.scope, draft, actor=_actor(principal))
@@ -270,7 +257,6 @@ async def upsert_rule(info: Info, input: RuleInput) -> UpsertRulePayload:
 
 async def backtest_rule(info: Info, input: BacktestRuleInput) -> BacktestRulePayload:
     principal = info.context.principal
-    require_detection_staff(principal)
     if input.step_hours > MAX_STEP_HOURS:
         return InvalidInputError(field="stepHours", message=f"stepHours: at most {MAX_STEP_HOURS}")
     draft = _rule_draft(input.rule)
@@ -295,7 +281,6 @@ async def snooze_exception(
 ) -> SnoozeExceptionPayload:
     context = info.context
     principal = context.principal
-    require_detection_staff(principal)
     missing = f"no exception {id}"
     value = expect_global_id(id, "ShipmentException")
     if value is None:
@@ -323,7 +308,6 @@ async def snooze_exception_group(
 ) -> SnoozeExceptionGroupPayload:
     context = info.context
     principal = context.principal
-    require_detection_staff(principal)
     missing = f"no exception group {id}"
     value = expect_global_id(id, "ExceptionGroup")
     if value is None:
@@ -345,7 +329,6 @@ async def snooze_exception_group(
 
 async def create_disruption_notice(info: Info, input: DisruptionNoticeInput) -> CreateDisruptionNoticePayload:
     principal = info.context.principal
-    require_detection_staff(principal)
     draft = NoticeDraft(
         cause=str(input.cause),
         title=input.title,
@@ -370,7 +353,6 @@ async def record_shipment_document(
 ) -> RecordShipmentDocumentPayload:
     context = info.context
     principal = context.principal
-    require_document_record(principal)
     missing = f"no shipment {shipment_id}"
     value = expect_global_id(shipment_id, "Shipment", argument="shipmentId")
     if value is None:

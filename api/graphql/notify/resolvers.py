@@ -15,6 +15,7 @@ from typing import TypeVar
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.graphql.access import ADMIN, require
 from api.graphql.notify.types import (
     EmailTemplate,
     EmailTemplatePayload,
@@ -46,12 +47,6 @@ from api.graphql.notify.types import (
     notification_node,
     preference_type,
     template_type,
-)
-from api.graphql.permissions import (
-    require_admin,
-    require_endpoint_manager,
-    require_follow,
-    require_user,
 )
 from api.graphql.relay import (
     DEFAULT_PAGE_SIZE,
@@ -96,7 +91,6 @@ async def notifications(
 ) -> NotificationConnection:
     """The viewer's in-app notifications, newest first (two queries whatever the page size)."""
     principal = info.context.principal
-    require_user(principal)
     limit = check_page_size(first, info.context.state.settings.graphql_max_page_size)
     position = decode_cursor(after) if after else None
     scope, user_id = principal.scope, principal.subject_id
@@ -120,10 +114,9 @@ async def _whose(info: Info, user_id: strawberry.ID | None) -> Principal | None:
     """The user whose preferences are meant, as a principal: the viewer, or (admins) the one named. None:
     no such user in the tenant (another tenant's answers the same)."""
     principal = info.context.principal
-    require_user(principal)
     if user_id is None:
         return principal
-    require_admin(principal)
+    require(principal, ADMIN)  # another user's preferences
     value = expect_global_id(user_id, "User", argument="userId")
     if value is None:
         return None
@@ -171,7 +164,6 @@ async def notification_preferences(
 async def webhook_endpoints(info: Info) -> list[WebhookEndpoint]:
     """Admins: every endpoint of the tenant; shipper users: their account's."""
     principal = info.context.principal
-    require_endpoint_manager(principal)
     scope = principal.scope
     rows = await info.context.loaders.run(lambda session: repository.endpoints(session, scope))
     return [endpoint_node(row) for row in rows]
@@ -182,7 +174,6 @@ async def webhook_deliveries(
 ) -> WebhookDeliveryConnection:
     """An endpoint's deliveries, newest first (an endpoint out of reach has none)."""
     principal = info.context.principal
-    require_endpoint_manager(principal)
     limit = check_page_size(first, info.context.state.settings.graphql_max_page_size)
     position = decode_cursor(after) if after else None
     scope = principal.scope
@@ -203,7 +194,6 @@ async def webhook_deliveries(
 async def email_templates(info: Info) -> list[EmailTemplate]:
     """Every template key: the tenant's override or the built-in template, with the fields it may use."""
     principal = info.context.principal
-    require_admin(principal)
     scope = principal.scope
     stored = await info.context.loaders.run(lambda session: repository.templates(session, scope))
     result = []
@@ -220,7 +210,6 @@ async def email_templates(info: Info) -> list[EmailTemplate]:
 async def mail_branding(info: Info) -> MailBranding:
     """The tenant's e-mail branding (its name and the default colour until set)."""
     principal = info.context.principal
-    require_admin(principal)
     scope = principal.scope
     brand = await info.context.loaders.run(lambda session: service.branding(session, scope))
     return MailBranding(
@@ -237,7 +226,6 @@ async def mail_branding(info: Info) -> MailBranding:
 async def mark_notifications_read(info: Info, ids: list[strawberry.ID] | None = None) -> NotifyDonePayload:
     """``ids`` null: all of the viewer's notifications. Ids that are not the viewer's change nothing."""
     principal = info.context.principal
-    require_user(principal)
     values: list[uuid.UUID] | None = None
     if ids is not None:
         values = []
@@ -264,7 +252,6 @@ async def update_notification_preferences(
     """The viewer's own preference; shipper users' ``forAccount`` sets their account's default; admins'
     ``userId`` sets another user's of the tenant."""
     principal = info.context.principal
-    require_user(principal)
     if for_account and (not principal.is_shipper or user_id is not None):
         return InvalidInputError(
             field="forAccount", message="forAccount: only a shipper user sets their account's default"
@@ -301,7 +288,6 @@ async def update_notification_preferences(
 async def create_webhook_endpoint(info: Info, input: WebhookEndpointInput) -> WebhookEndpointSecretPayload:
     """A shipper user's endpoint is their account's; an admin's is the tenant's, or ``accountId``'s."""
     principal = info.context.principal
-    require_endpoint_manager(principal)
     account_id: uuid.UUID | None = principal.account_id
     if input.account_id is not None:
         given = expect_global_id(input.account_id, "Account", argument="accountId")
@@ -339,7 +325,6 @@ async def update_webhook_endpoint(
     enabled: bool | None = None,
 ) -> WebhookEndpointPayload:
     principal = info.context.principal
-    require_endpoint_manager(principal)
     value = _endpoint_id(id)
     if isinstance(value, NotFoundError):
         return value
@@ -365,7 +350,6 @@ async def update_webhook_endpoint(
 
 async def rotate_webhook_secret(info: Info, id: strawberry.ID) -> WebhookEndpointSecretPayload:
     principal = info.context.principal
-    require_endpoint_manager(principal)
     value = _endpoint_id(id)
     if isinstance(value, NotFoundError):
         return value
@@ -377,7 +361,6 @@ async def rotate_webhook_secret(info: Info, id: strawberry.ID) -> WebhookEndpoin
 
 async def delete_webhook_endpoint(info: Info, id: strawberry.ID) -> NotifyDonePayload:
     principal = info.context.principal
-    require_endpoint_manager(principal)
     value = _endpoint_id(id)
     if isinstance(value, NotFoundError):
         return value
@@ -389,7 +372,6 @@ async def delete_webhook_endpoint(info: Info, id: strawberry.ID) -> NotifyDonePa
 
 async def replay_webhook_delivery(info: Info, id: strawberry.ID) -> ReplayWebhookDeliveryPayload:
     principal = info.context.principal
-    require_endpoint_manager(principal)
     value = expect_global_id(id, "WebhookDelivery")
     if value is None:
         return NotFoundError(message=f"no webhook delivery {id}")
@@ -407,7 +389,6 @@ async def upsert_email_template(
 ) -> EmailTemplatePayload:
     """``key`` is a template key as `emailTemplates` lists it (e.g. `exception_opened`)."""
     principal = info.context.principal
-    require_admin(principal)
     template = rules.Template(subject, text, html or None)
     result = await _attempt(
         info, lambda session: service.upsert_template(session, principal.scope, key, template)
@@ -422,7 +403,6 @@ async def upsert_email_template(
 async def reset_email_template(info: Info, key: str) -> NotifyDonePayload:
     """Drop the tenant's template for ``key``: the built-in one applies again."""
     principal = info.context.principal
-    require_admin(principal)
     if key not in rules.TemplateKey.__members__.values():
         return InvalidInputError(field="key", message=f"key: unknown template {key!r}")
     dropped = await info.context.loaders.run(
@@ -439,7 +419,6 @@ async def set_mail_branding(
     from_address: str | None = None,
 ) -> MailBrandingPayload:
     principal = info.context.principal
-    require_admin(principal)
     result = await _attempt(
         info,
         lambda session: service.set_branding(
@@ -470,7 +449,6 @@ FollowWork = Callable[[AsyncSession, TenantScope, uuid.UUID, uuid.UUID], Awaitab
 
 async def _follow(info: Info, id: strawberry.ID, work: FollowWork) -> NotifyDonePayload:
     principal = info.context.principal
-    require_follow(principal)
     value = expect_global_id(id, "ShipmentException")
     if value is None:
         return NotFoundError(message=f"no exception {id}")

@@ -1,9 +1,9 @@
 """The workflow's queries and mutations; ``api/graphql/schema.py`` mounts them as fields.
 
-Each mutation checks its permission, runs one service call in one transaction and answers with a typed
-payload: the success type, ``NotFoundError`` (an id that does not exist *for the caller*: another tenant's
-or another account's answers the same), ``InvalidTransitionError`` (the lifecycle table said no) or
-``InvalidInputError`` naming the field.
+Who may call each is the access map's (``api/graphql/access.py``). Each mutation runs one service call
+in one transaction and answers with a typed payload: the success type, ``NotFoundError`` (an id that does
+not exist *for the caller*: another tenant's or another account's answers the same),
+``InvalidTransitionError`` (the lifecycle table said no) or ``InvalidInputError`` naming the field.
 """
 
 from __future__ import annotations
@@ -21,12 +21,6 @@ from strawberry.scalars import JSON
 
 from api.graphql.context import Context
 from api.graphql.exceptions.types import ExceptionActivity, ShipmentException, exception_node
-from api.graphql.permissions import (
-    require_admin,
-    require_exception_comment,
-    require_exception_work,
-    require_workflow_read,
-)
 from api.graphql.relay import UserInputError, expect_global_id, to_global_id
 from api.graphql.tracking.types import InvalidInputError, NotFoundError
 from api.graphql.workflow.types import (
@@ -294,7 +288,6 @@ class TeamInput:
 
 
 async def teams(info: Info) -> list[Team]:
-    require_workflow_read(info.context.principal)
     scope = info.context.principal.scope
     rows = await info.context.loaders.run(lambda session: list_teams(session, scope))
     return [team_node(row) for row in rows]
@@ -302,12 +295,10 @@ async def teams(info: Info) -> list[Team]:
 
 async def playbooks(info: Info) -> list[Playbook]:
     """The tenant's playbooks, then the built-in ones."""
-    require_workflow_read(info.context.principal)
     return [playbook_type(p) for p in await info.context.loaders.playbooks.load(None)]
 
 
 async def escalation_policies(info: Info) -> list[EscalationPolicy]:
-    require_workflow_read(info.context.principal)
     scope = info.context.principal.scope
 
     async def work(session: AsyncSession) -> list[EscalationPolicyRow]:
@@ -321,7 +312,6 @@ async def escalation_policies(info: Info) -> list[EscalationPolicy]:
 
 
 async def assignment_rules(info: Info) -> list[AssignmentRule]:
-    require_workflow_read(info.context.principal)
     scope = info.context.principal.scope
 
     async def work(session: AsyncSession) -> list[AssignmentRuleRow]:
@@ -335,7 +325,6 @@ async def assignment_rules(info: Info) -> list[AssignmentRule]:
 
 async def response_targets(info: Info) -> list[ResponseTarget]:
     """The tenant's targets, then the built-in defaults for keys it has not set."""
-    require_workflow_read(info.context.principal)
     scope = info.context.principal.scope
 
     async def work(session: AsyncSession) -> list[ResponseTargetRow]:
@@ -350,7 +339,6 @@ async def response_targets(info: Info) -> list[ResponseTarget]:
 
 async def resolution_metrics(info: Info, since: dt.datetime, until: dt.datetime) -> ResolutionMetrics:
     principal = info.context.principal
-    require_workflow_read(principal)
     try:
         report = await info.context.loaders.run(
             lambda session: service.resolution_metrics(session, principal.scope, since=since, until=until)
@@ -383,8 +371,8 @@ NODE_TYPES = frozenset({"Team", "User"})
 
 
 async def node(info: Info, type_name: str, value: uuid.UUID) -> Team | StaffUser | None:
-    """``node(id)`` for teams and staff users: staff who work exceptions only."""
-    require_workflow_read(info.context.principal)
+    """``node(id)`` for teams and staff users (``Query.node`` has checked the caller against
+    :data:`api.graphql.access.NODE_ACCESS`)."""
     if type_name == "Team":
         team = await info.context.loaders.team.load(value)
         return team_node(team) if team is not None else None
@@ -419,24 +407,20 @@ async def _change(info: Info, id: strawberry.ID, step: Step, **kwargs: object) -
 async def acknowledge_exception(
     info: Info, id: strawberry.ID, note: str | None = None
 ) -> ExceptionChangePayload:
-    require_exception_work(info.context.principal)
     return await _change(info, id, service.acknowledge, note=note)
 
 
 async def start_work_on_exception(
     info: Info, id: strawberry.ID, note: str | None = None
 ) -> ExceptionChangePayload:
-    require_exception_work(info.context.principal)
     return await _change(info, id, service.start_work, note=note)
 
 
 async def close_exception(info: Info, id: strawberry.ID, note: str | None = None) -> ExceptionChangePayload:
-    require_exception_work(info.context.principal)
     return await _change(info, id, service.close, note=note)
 
 
 async def reopen_exception(info: Info, id: strawberry.ID, note: str | None = None) -> ExceptionChangePayload:
-    require_exception_work(info.context.principal)
     return await _change(info, id, service.reopen, note=note)
 
 
@@ -448,7 +432,6 @@ async def assign_exception(
     note: str | None = None,
 ) -> ExceptionChangePayload:
     """Both ids null unassigns."""
-    require_exception_work(info.context.principal)
     user = _optional_id(user_id, "User", "userId")
     team = _optional_id(team_id, "Team", "teamId")
     for given in (user, team):
@@ -461,7 +444,6 @@ async def comment_on_exception(
     info: Info, id: strawberry.ID, body: str, customer_visible: bool = False
 ) -> ExceptionActivityPayload:
     principal = info.context.principal
-    require_exception_comment(principal)
     missing = f"no exception {id}"
     value = _id(id, "ShipmentException")
     if value is None:
@@ -493,7 +475,6 @@ async def record_exception_action(
     note: str | None = None,
 ) -> ExceptionActivityPayload:
     principal = info.context.principal
-    require_exception_work(principal)
     missing = f"no exception {id}"
     value = _id(id, "ShipmentException")
     if value is None:
@@ -516,7 +497,6 @@ async def resolve_exception(
     info: Info, id: strawberry.ID, resolution: ResolutionInput
 ) -> ResolveExceptionPayload:
     principal = info.context.principal
-    require_exception_work(principal)
     missing = f"no exception {id}"
     value = _id(id, "ShipmentException")
     if value is None:
@@ -555,7 +535,6 @@ async def resolve_exception(
 
 async def create_team(info: Info, input: TeamInput) -> TeamPayload:
     principal = info.context.principal
-    require_admin(principal)
     ids: dict[str, uuid.UUID | None] = {}
     for field, given in (("leadUserId", input.lead_user_id), ("managerUserId", input.manager_user_id)):
         value = _optional_id(given, "User", field)
@@ -589,7 +568,6 @@ async def create_team(info: Info, input: TeamInput) -> TeamPayload:
 
 async def upsert_assignment_rule(info: Info, input: AssignmentRuleInput) -> UpsertAssignmentRulePayload:
     principal = info.context.principal
-    require_admin(principal)
     team = _optional_id(input.team_id, "Team", "teamId")
     user = _optional_id(input.user_id, "User", "userId")
     for given in (team, user):
@@ -619,7 +597,6 @@ async def upsert_assignment_rule(info: Info, input: AssignmentRuleInput) -> Upse
 
 async def upsert_playbook(info: Info, input: PlaybookInput) -> UpsertPlaybookPayload:
     principal = info.context.principal
-    require_admin(principal)
     actions = [
         {
             "code": str(a.code.value),
@@ -660,7 +637,6 @@ async def upsert_playbook(info: Info, input: PlaybookInput) -> UpsertPlaybookPay
 
 async def upsert_escalation_policy(info: Info, input: EscalationPolicyInput) -> UpsertEscalationPolicyPayload:
     principal = info.context.principal
-    require_admin(principal)
     steps = []
     for index, step in enumerate(input.steps):
         target_type = "User" if step.target == rules.EscalationTarget.USER else "Team"
@@ -695,7 +671,6 @@ async def set_response_target(
     sla_tier: str | None = None,
 ) -> SetResponseTargetPayload:
     principal = info.context.principal
-    require_admin(principal)
     result = await _attempt(
         info,
         lambda session: service.set_response_target(
