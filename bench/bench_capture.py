@@ -28,34 +28,37 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import os
-import re
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
-from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-import domain.models  # noqa: F401 - every table, so foreign keys resolve
 from bench import data
-from domain.db import TenantScope, apply_scope
-from domain.tenancy.service import create_account, create_api_client, create_tenant
-from milepost.database import ROOT, app_url_for, embedded_server, libpq_url, migrate, sqlalchemy_url
-from milepost.settings import Settings
+from bench.harness import (
+    PostgresServer,
+    Tenant,
+    code_version,
+    create_database,
+    database_server,
+    drop_database,
+    in_tenant,
+    owner_maintenance,
+    say,
+    seed,
+    server_errors,
+    start_pyspy,
+    start_server,
+    stop_pyspy,
+    stop_server,
+    tokens_for,
+)
+from milepost.database import libpq_url
 
 DATABASE = "milepost_bench"
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -98,15 +101,6 @@ class Config:
 
 
 @dataclass
-class Tenant:
-    index: int
-    id: uuid.UUID
-    slug: str
-    client_id: str
-    client_secret: str
-
-
-@dataclass
 class Phase:
     """One pass over all messages: wall time, per-message latencies and the summed outcome counts."""
 
@@ -129,93 +123,6 @@ class Phase:
         if self.latencies:
             text += f"   per message p50 {self.latency(0.5):,.0f} ms, p99 {self.latency(0.99):,.0f} ms"
         return text
-
-
-def code_version() -> str:
-    """The commit of the code under test, marked when the tree has uncommitted changes."""
-    try:
-        described = subprocess.run(
-            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return f"{ROOT} (not a git checkout)"
-    return f"{ROOT} at {described.stdout.strip()}"
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
-
-
-# --- database -----------------------------------------------------------------------------------------
-
-
-async def recreate_database(admin: str, name: str) -> str:
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        return str(await conn.fetchval("SHOW server_version"))
-    finally:
-        await conn.close()
-
-
-async def drop_database(admin: str, name: str) -> None:
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
-async def seed(plan: data.Plan, app_url: URL) -> list[Tenant]:
-    """Tenants, accounts and clients through the domain services; shipments with set-based SQL."""
-    engine = create_async_engine(app_url)
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
-    tenants: list[Tenant] = []
-    accounts: list[uuid.UUID] = []
-    suffix = uuid.uuid4().hex[:6]
-    try:
-        for index in range(plan.tenants):
-            session: AsyncSession
-            async with sessions() as session, session.begin():
-                tenant = await create_tenant(session, f"Bench {index}", f"bench-{index}-{suffix}")
-                scope = TenantScope(tenant.id)
-                await apply_scope(session, scope)
-                account = await create_account(session, scope, code="BENCH", name="Bench shipper")
-                issued = await create_api_client(session, scope, name="bench feed", scopes=["ingest"])
-                tenants.append(
-                    Tenant(index, tenant.id, tenant.slug, issued.client.client_id, issued.client_secret)
-                )
-                accounts.append(account.id)
-    finally:
-        await engine.dispose()
-    conn = await asyncpg.connect(libpq_url(app_url))
-    try:
-        for tenant, account_id in zip(tenants, accounts, strict=True):
-            await data.seed_shipments(conn, plan, tenant.index, tenant.id, account_id)
-    finally:
-        await conn.close()
-    return tenants
-
-
-async def owner_maintenance(owner: str, *statements: str) -> None:
-    conn = await asyncpg.connect(owner)
-    try:
-        for statement in statements:
-            try:
-                await conn.execute(statement)
-            except asyncpg.InsufficientPrivilegeError:  # CHECKPOINT needs superuser or pg_checkpoint
-                say(f"  (skipped, not permitted: {statement})")
-    finally:
-        await conn.close()
-
-
-async def in_tenant(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> None:
-    await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
 
 
 # --- the database's limit -----------------------------------------------------------------------------
@@ -307,68 +214,6 @@ async def database_limit(
 # --- the server ---------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_server(owner: URL, folder: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "APP_DATABASE_URL", "BROKER_URL")}
-    env.update(
-        DATABASE_URL=libpq_url(owner),
-        MILEPOST_DATA_DIR=str(folder / "data"),
-        MILEPOST_LOG_LEVEL="WARNING",
-        MILEPOST_MAX_BODY_BYTES=str(MAX_BODY_BYTES),
-        MILEPOST_ACCESS_TOKEN_TTL_SECONDS="7200",
-    )
-    log_path = folder / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "milepost.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"milepost serve exited ({process.returncode}):\n{log_path.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return process, base, log_path
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    process.kill()
-    raise SystemExit(f"milepost serve did not become ready:\n{log_path.read_text()[-4000:]}")
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-async def tokens_for(http: httpx.AsyncClient, tenants: Sequence[Tenant]) -> dict[int, str]:
-    tokens = {}
-    for tenant in tenants:
-        response = await http.post(
-            "/oauth/token",
-            data={"grant_type": "client_credentials"},
-            auth=(tenant.client_id, tenant.client_secret),
-        )
-        response.raise_for_status()
-        tokens[tenant.index] = response.json()["access_token"]
-    return tokens
-
-
 async def post_all(
     name: str,
     plan: data.Plan,
@@ -456,26 +301,6 @@ async def stored(app: str, tenants: Sequence[Tenant]) -> dict[str, int]:
     return totals
 
 
-def server_errors(log_path: Path, limit: int = 5) -> str:
-    """The server's first error lines, each with the last line of its traceback (not the whole statement)."""
-    found = []
-    for line in log_path.read_text(errors="replace").splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("level") in ("error", "critical"):
-            causes = [
-                text
-                for text in str(entry.get("exception", "")).splitlines()
-                if re.match(r"^[\w.]+(Error|Exception)\b", text)
-            ]
-            found.append(f"  {entry.get('event')}: {(causes or [''])[-1][:600]}")
-        if len(found) >= limit:
-            break
-    return "server errors (first ones):\n" + "\n".join(found) if found else f"server log: {log_path}"
-
-
 def warn_retries(phase: Phase, log_path: Path) -> None:
     if phase.counts["retried"]:
         say(f"  WARNING: {phase.counts['retried']} message(s) answered 500 and were re-sent under a new key")
@@ -492,31 +317,13 @@ def check(label: str, got: int, expected: int, problems: list[str]) -> None:
 # --- the run ------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def database_server(database_url: str | None) -> Iterator[tuple[URL, Path]]:
-    """``(admin URL, scratch folder)``: the server at ``database_url`` (an owner/superuser URL), or an
-    embedded PostgreSQL in the scratch folder, removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="milepost-bench-") as tmp:
-        folder = Path(tmp)
-        if database_url:
-            yield sqlalchemy_url(database_url), folder
-            return
-        (folder / "pgdata").mkdir()
-        say("starting an embedded PostgreSQL ...")
-        server = embedded_server(folder / "pgdata", cleanup_mode="delete")
-        try:
-            yield sqlalchemy_url(server.get_uri()), folder
-        finally:
-            server.cleanup()
-
-
 def main() -> None:
     config = Config.from_env()
-    with database_server(config.database_url) as (admin, folder):
-        run(config, admin, folder)
+    with database_server(config.database_url) as server:
+        run(config, server)
 
 
-def run(config: Config, admin: URL, folder: Path) -> None:
+def run(config: Config, server: PostgresServer) -> None:
     began = time.perf_counter()
     plan = data.make_plan(
         events=config.events,
@@ -526,11 +333,9 @@ def run(config: Config, admin: URL, folder: Path) -> None:
         order=config.order,
         now=dt.datetime.now(dt.UTC),
     )
-    version = asyncio.run(recreate_database(libpq_url(admin), DATABASE))
-    owner = admin.set(database=DATABASE)
-    settings = Settings(data_dir=folder / "data")
-    migrate(owner, settings)
-    app = libpq_url(app_url_for(owner, settings))
+    database = create_database(server, DATABASE)
+    owner, version = database.owner, database.version
+    app = libpq_url(database.app)
     say(f"code under test: {code_version()}")
     say(
         f"PostgreSQL {version}; {os.cpu_count()} cores; "
@@ -540,7 +345,7 @@ def run(config: Config, admin: URL, folder: Path) -> None:
     )
 
     started = time.perf_counter()
-    tenants = asyncio.run(seed(plan, app_url_for(owner, settings)))
+    tenants = asyncio.run(seed(plan, database.app))
     asyncio.run(owner_maintenance(libpq_url(owner), "VACUUM ANALYZE"))
     say(
         f"seeded {plan.shipments:,} shipments with {len(data.STEPS)} planned milestones "
@@ -578,7 +383,9 @@ def run(config: Config, admin: URL, folder: Path) -> None:
     )
 
     say("\nend to end (milepost serve, POST /ingest/events):")
-    process, base, log_path = start_server(owner, folder)
+    process, base, log_path = start_server(
+        owner, server.folder, {"MILEPOST_MAX_BODY_BYTES": str(MAX_BODY_BYTES)}
+    )
     profiler = None
     try:
         if config.pyspy is not None:
@@ -586,7 +393,7 @@ def run(config: Config, admin: URL, folder: Path) -> None:
         first = asyncio.run(
             post_all("first ingest", plan, base, tenants, messages, bodies, config.concurrency, "bench-first")
         )
-        if profiler is not None:
+        if profiler is not None and config.pyspy is not None:
             stop_pyspy(profiler, config.pyspy)
             profiler = None
         say("  " + first.line())
@@ -631,7 +438,7 @@ def run(config: Config, admin: URL, folder: Path) -> None:
             profiler.kill()
         stop_server(process)
     if not config.keep_database:
-        asyncio.run(drop_database(libpq_url(admin), DATABASE))
+        asyncio.run(drop_database(libpq_url(server.admin), DATABASE))
 
     ratio = first.rate / limit.rate
     say("\n=== capture throughput ===")
@@ -656,43 +463,6 @@ def run(config: Config, admin: URL, folder: Path) -> None:
     if problems:
         say(f"server log: {log_path}")
         raise SystemExit("stored data differs from what was sent:\n  " + "\n  ".join(problems))
-
-
-# --- optional profile ---------------------------------------------------------------------------------
-
-
-def start_pyspy(pid: int, output: Path) -> subprocess.Popen[bytes]:
-    binary = os.environ.get("BENCH_PYSPY_BIN") or shutil.which("py-spy")
-    if binary is None:
-        raise SystemExit("BENCH_PYSPY is set but py-spy is not on PATH (or in BENCH_PYSPY_BIN)")
-    fmt = "raw" if output.suffix == ".txt" else "speedscope"
-    return subprocess.Popen(
-        [
-            binary,
-            "record",
-            "--pid",
-            str(pid),
-            "--format",
-            fmt,
-            "--output",
-            str(output),
-            "--rate",
-            "200",
-            "--threads",
-            "--idle",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def stop_pyspy(profiler: subprocess.Popen[bytes], output: Path) -> None:
-    profiler.send_signal(signal.SIGINT)
-    try:
-        profiler.wait(timeout=120)
-    except subprocess.TimeoutExpired:
-        profiler.kill()
-    say(f"  py-spy profile of the server: {output}")
 
 
 if __name__ == "__main__":

@@ -19,25 +19,23 @@ import datetime as dt
 import os
 import statistics
 import time
-from pathlib import Path
 
 from sqlalchemy import text
-from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from bench import data
-from bench.bench_capture import (
+from bench.harness import (
+    PostgresServer,
     code_version,
+    create_database,
     database_server,
     owner_maintenance,
-    recreate_database,
     say,
     seed,
 )
 from domain.db import TenantScope, scoped_transaction
 from domain.exceptions import service
-from milepost.database import app_url_for, libpq_url, migrate
-from milepost.settings import Settings
+from milepost.database import libpq_url
 
 DATABASE = "milepost_bench_sweep"
 IDLE_SWEEPS = 50
@@ -46,9 +44,9 @@ DUE_SWEEPS = 5
 
 def main() -> None:
     sizes = [int(s) for s in os.environ.get("BENCH_SWEEP_SIZES", "10000,100000").split(",")]
-    with database_server(os.environ.get("BENCH_DATABASE_URL")) as (admin, folder):
+    with database_server(os.environ.get("BENCH_DATABASE_URL")) as server:
         say(f"code under test: {code_version()}")
-        results = {size: asyncio.run(measure(admin, folder, size)) for size in sizes}
+        results = {size: asyncio.run(measure(server, size)) for size in sizes}
     smallest, largest = min(sizes), max(sizes)
     for size, (idle, due) in results.items():
         say(
@@ -65,12 +63,9 @@ def main() -> None:
         )
 
 
-async def measure(admin: URL, folder: Path, size: int) -> tuple[float, float]:
-    version = await recreate_database(libpq_url(admin), DATABASE)
-    owner = admin.set(database=DATABASE)
-    settings = Settings(data_dir=folder / "data")
-    await asyncio.to_thread(migrate, owner, settings)
-    app_url = app_url_for(owner, settings)
+async def measure(server: PostgresServer, size: int) -> tuple[float, float]:
+    database = await asyncio.to_thread(create_database, server, DATABASE)
+    owner, app_url, version = database.owner, database.app, database.version
     plan = data.make_plan(
         events=size * 2,
         shipments=size * 2,
