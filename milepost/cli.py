@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import click
+import uvloop
 from pydantic import ValidationError
 
 from milepost.logs import configure_logging
@@ -72,7 +72,8 @@ def serve(host: str, port: int) -> None:
     configure_logging(settings.log_level, settings.log_format)
     runtime = prepare(settings)
     with refuse_credentials_errors():
-        asyncio.run(run_server(runtime, host, port))
+        # uvloop (installed with uvicorn[standard]): a faster event loop for the API process
+        uvloop.run(run_server(runtime, host, port))
 
 
 @main.command()
