@@ -39,6 +39,23 @@ async def test_every_tenant_table_has_forced_row_level_security_and_a_policy(
     assert unprotected == []
 
 
+async def test_every_shipper_condition_is_the_case_the_planner_estimates(owner_engine: AsyncEngine) -> None:
+    """The account condition of a policy is ``CASE WHEN <no account> THEN true ELSE ... END``
+    (``migrations.security.account_condition``), never an OR the planner misjudges as 0.5% of the rows."""
+    query = text(
+        """
+        SELECT c.relname, pg_get_expr(p.polqual, p.polrelid) AS qual
+        FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+        WHERE pg_get_expr(p.polqual, p.polrelid) LIKE '%app.account_id%'
+        """
+    )
+    async with owner_engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    assert {r.relname for r in rows} >= {"shipment", "shipment_exception", "account", "webhook_delivery"}
+    quals = {r.relname: " ".join(r.qual.split()) for r in rows}  # pg_get_expr breaks lines
+    assert [(name, qual) for name, qual in quals.items() if "CASE WHEN" not in qual or " OR " in qual] == []
+
+
 async def test_every_key_and_unique_index_on_a_tenant_table_includes_tenant_id(
     owner_engine: AsyncEngine,
 ) -> None:
