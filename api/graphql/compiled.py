@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+import orjson
 from graphql import GraphQLObjectType, GraphQLOutputType, get_named_type, is_object_type
 from graphql.execution.collect_fields import FieldDetailsList
-from sqlalchemy import ColumnElement, Text, case, cast, func, literal_column, null, type_coerce
-from sqlalchemy.dialects.postgresql import JSON
+from sqlalchemy import ColumnElement, Text, case, cast, func, literal_column, null
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 _NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
@@ -192,9 +192,15 @@ class Build:
         ]
 
 
-def as_json(expression: ColumnElement[Any]) -> ColumnElement[Any]:
-    """A JSON-valued column the driver hands back parsed."""
-    return type_coerce(expression, JSON)
+def as_json_text(expression: ColumnElement[Any]) -> ColumnElement[str]:
+    """A JSON value as its text: the driver hands it back unparsed."""
+    return cast(expression, Text)
+
+
+def json_value(text: str, raw: bool) -> Any:
+    """PostgreSQL's JSON text as a response value: as it is when the response is written with orjson
+    (``Context.raw_json``), else parsed. Parsing and writing again cost more than the statement itself."""
+    return orjson.Fragment(text) if raw else orjson.loads(text)
 
 
 def text_literal(value: str) -> ColumnElement[str]:

@@ -128,3 +128,6 @@ class Context:
     request_id: str
     now: dt.datetime
     live: LiveConnection | None = None  # the WebSocket connection an operation arrived on
+    # the response is written with orjson, so compiled reads may hand over PostgreSQL's JSON text as it is
+    # (api/graphql/compiled.py); elsewhere (WebSocket, in-process) they hand over parsed values
+    raw_json: bool = False

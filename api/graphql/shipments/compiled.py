@@ -31,11 +31,12 @@ from api.graphql.compiled import (
     PlanCache,
     Source,
     Vocabulary,
-    as_json,
+    as_json_text,
     column,
     enum_column,
     enum_name,
     id_column,
+    json_value,
     takes_arguments,
     time_column,
 )
@@ -364,7 +365,7 @@ class ShipmentPage(Source):
             Shipment.created_at,
             Shipment.promised_delivery_at,
             Shipment.id,
-            *(as_json(node).label(f"node_{index}") for index, node in enumerate(nodes)),
+            *(as_json_text(node).label(f"node_{index}") for index, node in enumerate(nodes)),
         )
         rows = await self.context.loaders.run(lambda session: _all(session, statement, self.context.now))
         return Compiled(self._response(keys, rows))
@@ -401,7 +402,7 @@ class ShipmentPage(Source):
         return keys, nodes
 
     def _response(self, keys: list[tuple[str, str, Any]], rows: list[Row[Any]]) -> dict[str, Any]:
-        order = self.order
+        order, raw = self.order, self.context.raw_json
         cursored, page_info = paginate(
             rows,
             self.limit,
@@ -423,7 +424,7 @@ class ShipmentPage(Source):
                         if edge_name == "cursor"
                         else "ShipmentEdge"
                         if edge_name == "__typename"
-                        else row[3 + index]
+                        else json_value(row[3 + index], raw)
                         for edge_key, edge_name, index in selection
                     }
                     for cursor, row in cursored
@@ -470,9 +471,9 @@ class ShipmentLookup(Source):
             return await self.objects()
         statement = repository.page_statement(
             self.context.principal.scope, self.where, 1, None
-        ).with_only_columns(as_json(node))
+        ).with_only_columns(as_json_text(node))
         rows = await self.context.loaders.run(lambda session: _all(session, statement, self.context.now))
-        return Compiled(rows[0][0] if rows else None)
+        return Compiled(json_value(rows[0][0], self.context.raw_json) if rows else None)
 
     async def objects(self) -> ShipmentNode | None:
         scope = self.context.principal.scope
