@@ -14,7 +14,6 @@ from strawberry.dataloader import DataLoader
 from api.state import AppState
 from domain.carriers.models import Carrier
 from domain.db import TenantScope, scoped_transaction
-from domain.documents import repository as documents
 from domain.documents.models import ShipmentDocument
 from domain.exceptions import repository as detection
 from domain.exceptions.models import ExceptionActivity, ExceptionGroup, Rule, ShipmentException
@@ -57,7 +56,7 @@ class Loaders:
         )
         self.legs: DataLoader[uuid.UUID, list[Leg]] = self._loader(repository.legs_by_shipment, [])
         self.documents: DataLoader[uuid.UUID, list[ShipmentDocument]] = self._loader(
-            documents.documents_by_shipment, []
+            repository.documents_by_shipment, []
         )
         self.events: DataLoader[tuple[uuid.UUID, int], list[TrackingEvent]] = self._loader(
             tracking.recent_events_by_shipment, []

@@ -5,16 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, case, exists, func, literal, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.carriers.models import Carrier
 from domain.db import FAR_FUTURE, TenantScope, keyset, scoped
+from domain.documents.models import ShipmentDocument
 from domain.shipments.models import Leg, Milestone, Shipment, ShipmentReference
 from domain.shipments.rules import DEFAULT_ON_TIME_TOLERANCE, MilestoneStatus
 from domain.tenancy.models import Account
@@ -164,52 +165,41 @@ def milestone_status_expression(
     )
 
 
-# the order of a shipment's milestones, references and legs wherever they are listed
+# the order of a shipment's milestones, references, legs and documents wherever they are listed
 TIMELINE_ORDER = (Milestone.sequence,)
 REFERENCE_ORDER = (ShipmentReference.kind, ShipmentReference.value)
 LEG_ORDER = (Leg.sequence,)
+DOCUMENT_ORDER = (ShipmentDocument.received_at, ShipmentDocument.document_type)
 
 
-async def legs_by_shipment(
-    session: AsyncSession, scope: TenantScope, shipment_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[Leg]]:
-    statement = (
-        scoped(select(Leg), Leg, scope)
-        .where(Leg.shipment_id.in_(shipment_ids))
-        .order_by(Leg.shipment_id, *LEG_ORDER)
-    )
-    grouped: dict[uuid.UUID, list[Leg]] = defaultdict(list)
-    for leg in (await session.execute(statement)).scalars():
-        grouped[leg.shipment_id].append(leg)
-    return grouped
+OfShipment = TypeVar("OfShipment", Leg, Milestone, ShipmentReference, ShipmentDocument)
 
 
-async def milestones_by_shipment(
-    session: AsyncSession, scope: TenantScope, shipment_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[Milestone]]:
-    statement = (
-        scoped(select(Milestone), Milestone, scope)
-        .where(Milestone.shipment_id.in_(shipment_ids))
-        .order_by(Milestone.shipment_id, *TIMELINE_ORDER)
-    )
-    grouped: dict[uuid.UUID, list[Milestone]] = defaultdict(list)
-    for milestone in (await session.execute(statement)).scalars():
-        grouped[milestone.shipment_id].append(milestone)
-    return grouped
+def rows_by_shipment(
+    model: type[OfShipment], order: tuple[Any, ...]
+) -> Callable[[AsyncSession, TenantScope, Sequence[uuid.UUID]], Awaitable[dict[uuid.UUID, list[OfShipment]]]]:
+    """A batch look-up of the shipments' rows of ``model`` in ``order`` (for dataloaders)."""
+
+    async def fetch(
+        session: AsyncSession, scope: TenantScope, shipment_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, list[OfShipment]]:
+        statement = (
+            scoped(select(model), model, scope)
+            .where(model.shipment_id.in_(shipment_ids))
+            .order_by(model.shipment_id, *order)
+        )
+        grouped: dict[uuid.UUID, list[OfShipment]] = defaultdict(list)
+        for row in (await session.execute(statement)).scalars():
+            grouped[row.shipment_id].append(row)
+        return grouped
+
+    return fetch
 
 
-async def references_by_shipment(
-    session: AsyncSession, scope: TenantScope, shipment_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[ShipmentReference]]:
-    statement = (
-        scoped(select(ShipmentReference), ShipmentReference, scope)
-        .where(ShipmentReference.shipment_id.in_(shipment_ids))
-        .order_by(ShipmentReference.shipment_id, *REFERENCE_ORDER)
-    )
-    grouped: dict[uuid.UUID, list[ShipmentReference]] = defaultdict(list)
-    for reference in (await session.execute(statement)).scalars():
-        grouped[reference.shipment_id].append(reference)
-    return grouped
+legs_by_shipment = rows_by_shipment(Leg, LEG_ORDER)
+milestones_by_shipment = rows_by_shipment(Milestone, TIMELINE_ORDER)
+references_by_shipment = rows_by_shipment(ShipmentReference, REFERENCE_ORDER)
+documents_by_shipment = rows_by_shipment(ShipmentDocument, DOCUMENT_ORDER)
 
 
 async def accounts_by_id(

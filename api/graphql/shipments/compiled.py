@@ -47,7 +47,6 @@ from api.graphql.shipments.types import ShipmentConnection, ShipmentEdge, shipme
 from domain.carriers.models import Carrier
 from domain.db import TenantScope, scoped
 from domain.documents.models import ShipmentDocument
-from domain.documents.repository import DOCUMENT_ORDER
 from domain.exceptions import models as exception_models
 from domain.exceptions import taxonomy
 from domain.exceptions.models import ShipmentException
@@ -141,7 +140,7 @@ def _list(model: Any, order: tuple[Any, ...], *conditions: Any) -> FieldSQL:
 
 _references = _list(ShipmentReference, repository.REFERENCE_ORDER)
 _legs = _list(Leg, repository.LEG_ORDER)
-_documents = _list(ShipmentDocument, DOCUMENT_ORDER)
+_documents = _list(ShipmentDocument, repository.DOCUMENT_ORDER)
 _timeline = _list(Milestone, repository.TIMELINE_ORDER)
 _open_exceptions = _list(ShipmentException, OPEN_ORDER, *OPEN_LIVE)
 
