@@ -129,13 +129,23 @@ FAR_FUTURE = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 
 
 def keyset(
-    statement: SelectT, columns: tuple[Any, ...], descending: bool, after: tuple[Any, ...] | None
+    statement: SelectT,
+    columns: tuple[Any, ...],
+    descending: bool,
+    after: tuple[Any, ...] | None,
+    *,
+    parameter: str | None = None,
 ) -> SelectT:
     """``statement`` ordered by ``columns`` (all descending or all ascending; the last one unique, e.g. the
     id) and continued after the position ``after``: keyset pagination, stable under inserts, one row
-    comparison an index on the same columns answers."""
+    comparison an index on the same columns answers. With ``parameter``, the position's values are the
+    named parameters ``<parameter>_0``, ``<parameter>_1``, ..."""
     statement = statement.order_by(*(c.desc() if descending else c for c in columns))
     if after is None:
         return statement
+    values = [
+        bindparam(f"{parameter}_{index}", value, type_=column.type) if parameter else value
+        for index, (column, value) in enumerate(zip(columns, after, strict=True))
+    ]
     position = tuple_(*columns)
-    return statement.where(position < tuple_(*after) if descending else position > tuple_(*after))
+    return statement.where(position < tuple_(*values) if descending else position > tuple_(*values))

@@ -134,6 +134,28 @@ class PlanCache:
         return plan
 
 
+class StatementCache:
+    """Finished statements by plan and shape (which parameters the request has), least recently used
+    dropped first: a statement built once runs again with other values (its named parameters), and
+    SQLAlchemy keys it once (its cache key is kept with it) instead of walking the whole tree per request."""
+
+    def __init__(self, size: int = PLAN_CACHE_SIZE) -> None:
+        self._size = size
+        self._statements: OrderedDict[Hashable, tuple[Any, Any]] = OrderedDict()
+
+    def get(self, plan: Any, shape: Hashable, build: Callable[[], Any]) -> Any:
+        key = (id(plan), shape)
+        found = self._statements.get(key)
+        if found is not None and found[0] is plan:
+            self._statements.move_to_end(key)
+            return found[1]
+        statement = build()
+        self._statements[key] = (plan, statement)
+        if len(self._statements) > self._size:
+            self._statements.popitem(last=False)
+        return statement
+
+
 # --- building one JSON value per row --------------------------------------------------------------------
 
 # A field's SQL: (the build, the row's columns, the field's GraphQL type, its field nodes) -> expression, or

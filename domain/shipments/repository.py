@@ -10,7 +10,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, case, exists, func, literal, literal_column, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    bindparam,
+    case,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.carriers.models import Carrier
@@ -82,6 +94,23 @@ async def list_shipments(
     return list((await session.execute(page_statement(scope, where, limit, after, order))).scalars())
 
 
+def page_parameters(where: ShipmentFilter, limit: int, after: tuple[Any, ...] | None) -> dict[str, Any]:
+    """The values of :func:`page_statement`'s named parameters. Which names there are (with the order)
+    decides the statement's shape, so a statement built once can run again with other values."""
+    given: dict[str, Any] = {
+        "statuses": list(where.statuses),
+        "modes": list(where.modes),
+        "account_ids": list(where.account_ids),
+        "carrier_codes": list(where.carrier_codes),
+    }
+    parameters = {"page_limit": limit, **{name: value for name, value in given.items() if value}}
+    if where.reference:  # compared stripped: blanks alone match nothing
+        parameters["reference"] = where.reference.strip()
+    for index, value in enumerate(after or ()):
+        parameters[f"after_{index}"] = value
+    return parameters
+
+
 def page_statement(
     scope: TenantScope,
     where: ShipmentFilter,
@@ -89,27 +118,30 @@ def page_statement(
     after: tuple[Any, ...] | None,
     order: ShipmentOrder = ShipmentOrder.NEWEST,
 ) -> Select[Shipment]:
-    """The SELECT behind :func:`list_shipments` (the compiled read path wraps it)."""
+    """The SELECT behind :func:`list_shipments` (the compiled read path wraps it), its values as named
+    parameters (:func:`page_parameters`)."""
+    values = page_parameters(where, limit, after)
     statement = scoped(select(Shipment), Shipment, scope)
-    if where.statuses:
-        statement = statement.where(Shipment.status.in_(where.statuses))
-    if where.modes:
-        statement = statement.where(Shipment.mode.in_(where.modes))
-    if where.account_ids:
-        statement = statement.where(Shipment.account_id.in_(where.account_ids))
-    if where.carrier_codes:
-        statement = statement.where(Shipment.carrier_code.in_(where.carrier_codes))
-    if where.reference:
+    for name, column in (
+        ("statuses", Shipment.status),
+        ("modes", Shipment.mode),
+        ("account_ids", Shipment.account_id),
+        ("carrier_codes", Shipment.carrier_code),
+    ):
+        if name in values:
+            statement = statement.where(column.in_(bindparam(name, values[name], expanding=True)))
+    if "reference" in values:
         statement = statement.where(
             exists(
                 scoped(select(ShipmentReference.id), ShipmentReference, scope).where(
                     ShipmentReference.shipment_id == Shipment.id,
-                    ShipmentReference.value == where.reference.strip(),
+                    ShipmentReference.value == bindparam("reference", values["reference"]),
                 )
             )
         )
     columns, descending = _order_columns(order)
-    return keyset(statement, columns, descending, after).limit(limit)
+    statement = keyset(statement, columns, descending, after, parameter="after")
+    return statement.limit(bindparam("page_limit", values["page_limit"], type_=Integer))
 
 
 async def shipments_by_id(

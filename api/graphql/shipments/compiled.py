@@ -30,6 +30,7 @@ from api.graphql.compiled import (
     FieldSQL,
     PlanCache,
     Source,
+    StatementCache,
     Vocabulary,
     as_json_text,
     column,
@@ -75,6 +76,7 @@ class Facts:
 # the clock is a parameter of the statement, so a plan serves every request
 NOW: ColumnElement[dt.datetime] = bindparam("now", type_=DateTime(timezone=True))
 PLANS = PlanCache()
+STATEMENTS = StatementCache()
 
 
 def _facts(build: Build) -> Facts:
@@ -358,15 +360,22 @@ class ShipmentPage(Source):
         if plan is None:
             return await self.objects()
         keys, nodes = plan
-        statement = repository.page_statement(
-            self.context.principal.scope, self.where, self.limit + 1, self.position, self.order
-        ).with_only_columns(
-            Shipment.created_at,
-            Shipment.promised_delivery_at,
-            Shipment.id,
-            *(as_json_text(node).label(f"node_{index}") for index, node in enumerate(nodes)),
+        parameters = repository.page_parameters(self.where, self.limit + 1, self.position)
+        statement = STATEMENTS.get(
+            plan,
+            (self.order, frozenset(parameters)),
+            lambda: repository.page_statement(
+                self.context.principal.scope, self.where, self.limit + 1, self.position, self.order
+            ).with_only_columns(
+                Shipment.created_at,
+                Shipment.promised_delivery_at,
+                Shipment.id,
+                *(as_json_text(node).label(f"node_{index}") for index, node in enumerate(nodes)),
+            ),
         )
-        rows = await self.context.loaders.run(lambda session: _all(session, statement, self.context.now))
+        rows = await self.context.loaders.run(
+            lambda session: _all(session, statement, parameters, self.context)
+        )
         return Compiled(self._response(keys, rows))
 
     def _plan(
@@ -468,10 +477,17 @@ class ShipmentLookup(Source):
         )
         if node is None:
             return await self.objects()
-        statement = repository.page_statement(
-            self.context.principal.scope, self.where, 1, None
-        ).with_only_columns(as_json_text(node))
-        rows = await self.context.loaders.run(lambda session: _all(session, statement, self.context.now))
+        parameters = repository.page_parameters(self.where, 1, None)
+        statement = STATEMENTS.get(
+            node,
+            frozenset(parameters),
+            lambda: repository.page_statement(
+                self.context.principal.scope, self.where, 1, None
+            ).with_only_columns(as_json_text(node)),
+        )
+        rows = await self.context.loaders.run(
+            lambda session: _all(session, statement, parameters, self.context)
+        )
         return Compiled(json_value(rows[0][0], self.context.raw_json) if rows else None)
 
     async def objects(self) -> ShipmentNode | None:
@@ -482,5 +498,5 @@ class ShipmentLookup(Source):
         return shipment_node(rows[0]) if rows else None
 
 
-async def _all(session: Any, statement: Any, now: dt.datetime) -> list[Row[Any]]:
-    return list((await session.execute(statement, {"now": now})).all())
+async def _all(session: Any, statement: Any, parameters: dict[str, Any], context: Context) -> list[Row[Any]]:
+    return list((await session.execute(statement, {**parameters, "now": context.now})).all())
