@@ -97,63 +97,40 @@ class CompilingExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
 # --- plans, built once per selection ------------------------------------------------------------------
 
-PLAN_CACHE_SIZE = 512
+CACHE_SIZE = 512
 
 
-class PlanCache:
-    """Compiled plans by selection and caller, least recently used dropped first. Building a plan's
-    expressions costs far more than running it, and the same query text arrives again and again (its
-    parsed document is cached, so its field nodes are the same objects: the key holds them, so an id is
-    never reused while its plan is kept). Boolean variables are part of the key: ``@skip``/``@include``
-    take them."""
+class IdentityCache:
+    """Values built from objects kept by identity (parsed field nodes, plans), least recently used dropped
+    first. The key holds those objects, so an id is never reused while its value is kept.
 
-    def __init__(self, size: int = PLAN_CACHE_SIZE) -> None:
+    Plans are kept by selection and caller: building a plan's expressions costs far more than running it,
+    and the same query text arrives again and again (its parsed document is cached, so its field nodes are
+    the same objects). Finished statements are kept by plan and shape (which parameters the request has):
+    one runs again with other values (its named parameters), and SQLAlchemy keys it once instead of walking
+    the whole tree per request."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
         self._size = size
-        self._plans: OrderedDict[Hashable, tuple[tuple[Any, ...], Any]] = OrderedDict()
+        self._values: OrderedDict[Hashable, tuple[tuple[object, ...], Any]] = OrderedDict()
 
-    def get(
-        self,
-        execution: CompilingExecutionContext,
-        fields: FieldDetailsList,
-        caller: Hashable,
-        build: Callable[[], Any],
-    ) -> Any:
-        nodes = tuple(details.node for details in fields)
-        flags = tuple(
-            sorted((k, v) for k, v in execution.variable_values.coerced.items() if isinstance(v, bool))
-        )
-        key = (tuple(map(id, nodes)), flags, caller)
-        found = self._plans.get(key)
-        if found is not None and all(a is b for a, b in zip(found[0], nodes, strict=True)):
-            self._plans.move_to_end(key)
+    def get(self, held: tuple[object, ...], key: Hashable, build: Callable[[], Any]) -> Any:
+        full_key = (tuple(map(id, held)), key)
+        found = self._values.get(full_key)
+        if found is not None and all(a is b for a, b in zip(found[0], held, strict=True)):
+            self._values.move_to_end(full_key)
             return found[1]
-        plan = build()
-        self._plans[key] = (nodes, plan)
-        if len(self._plans) > self._size:
-            self._plans.popitem(last=False)
-        return plan
+        value = build()
+        self._values[full_key] = (held, value)
+        if len(self._values) > self._size:
+            self._values.popitem(last=False)
+        return value
 
 
-class StatementCache:
-    """Finished statements by plan and shape (which parameters the request has), least recently used
-    dropped first: a statement built once runs again with other values (its named parameters), and
-    SQLAlchemy keys it once (its cache key is kept with it) instead of walking the whole tree per request."""
-
-    def __init__(self, size: int = PLAN_CACHE_SIZE) -> None:
-        self._size = size
-        self._statements: OrderedDict[Hashable, tuple[Any, Any]] = OrderedDict()
-
-    def get(self, plan: Any, shape: Hashable, build: Callable[[], Any]) -> Any:
-        key = (id(plan), shape)
-        found = self._statements.get(key)
-        if found is not None and found[0] is plan:
-            self._statements.move_to_end(key)
-            return found[1]
-        statement = build()
-        self._statements[key] = (plan, statement)
-        if len(self._statements) > self._size:
-            self._statements.popitem(last=False)
-        return statement
+def selection_key(execution: CompilingExecutionContext, fields: FieldDetailsList) -> tuple[Any, ...]:
+    """What a plan for ``fields`` depends on besides the nodes themselves: the boolean variables, which
+    ``@skip``/``@include`` read."""
+    return tuple(sorted((k, v) for k, v in execution.variable_values.coerced.items() if isinstance(v, bool)))
 
 
 # --- building one JSON value per row --------------------------------------------------------------------

@@ -5,16 +5,31 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import Uuid, column, func, select, true
+from sqlalchemy import ColumnElement, Select, Uuid, column, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from domain.db import TenantScope, scoped, uuid_array
 from domain.tracking.models import TrackingEvent
 
-# a shipment's events as lists show them: the latest first (index ix_tracking_event_shipment)
-EVENT_ORDER = (TrackingEvent.occurred_at.desc(), TrackingEvent.id.desc())
+
+def event_order(event: Any = TrackingEvent) -> tuple[ColumnElement[Any], ...]:
+    """A shipment's events as lists show them: the latest first (index ix_tracking_event_shipment)."""
+    return (event.occurred_at.desc(), event.id.desc())
+
+
+def latest_events(scope: TenantScope, shipment_id: Any, limit: int) -> Select[TrackingEvent]:
+    """The latest ``limit`` events of the shipment ``shipment_id`` (a column of an enclosing query), to
+    use as a lateral or correlated subquery."""
+    return (
+        scoped(select(TrackingEvent), TrackingEvent, scope)
+        .where(TrackingEvent.shipment_id == shipment_id)
+        .order_by(*event_order())
+        .limit(limit)
+        .correlate_except(TrackingEvent)  # inside FROM, SQLAlchemy would not correlate it by itself
+    )
 
 
 async def recent_events_by_shipment(
@@ -31,19 +46,13 @@ async def recent_events_by_shipment(
         wanted = (
             func.unnest(uuid_array(shipment_ids)).table_valued(column("id", Uuid)).render_derived("wanted")
         )
-        latest = (
-            scoped(select(TrackingEvent), TrackingEvent, scope)
-            .where(TrackingEvent.shipment_id == wanted.c.id)
-            .order_by(*EVENT_ORDER)
-            .limit(limit)
-            .lateral("latest")
-        )
+        latest = latest_events(scope, wanted.c.id, limit).lateral("latest")
         event = aliased(TrackingEvent, latest)
         statement = (
             select(event)
             .select_from(wanted)
             .join(latest, true())
-            .order_by(event.shipment_id, event.occurred_at.desc(), event.id.desc())
+            .order_by(event.shipment_id, *event_order(event))
         )
         for row in (await session.execute(statement)).scalars():
             assert row.shipment_id is not None

@@ -22,15 +22,14 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import aliased
 
-from api.graphql.access import EXCEPTION_READ, allowed
+from api.graphql.access import EXCEPTION_READ, Audience, allowed
 from api.graphql.compiled import (
     Build,
     Compiled,
     CompilingExecutionContext,
     FieldSQL,
-    PlanCache,
+    IdentityCache,
     Source,
-    StatementCache,
     Vocabulary,
     as_json_text,
     column,
@@ -38,6 +37,7 @@ from api.graphql.compiled import (
     enum_name,
     id_column,
     json_value,
+    selection_key,
     takes_arguments,
     time_column,
 )
@@ -61,7 +61,7 @@ from domain.tenancy.models import Account
 from domain.tenancy.principal import Principal
 from domain.tracking.canonical import Classifier
 from domain.tracking.models import TrackingEvent
-from domain.tracking.repository import EVENT_ORDER
+from domain.tracking.repository import event_order, latest_events
 
 EMPTY_LIST: ColumnElement[Any] = literal_column("'[]'::json")
 
@@ -75,8 +75,8 @@ class Facts:
 
 # the clock is a parameter of the statement, so a plan serves every request
 NOW: ColumnElement[dt.datetime] = bindparam("now", type_=DateTime(timezone=True))
-PLANS = PlanCache()
-STATEMENTS = StatementCache()
+PLANS = IdentityCache()
+STATEMENTS = IdentityCache()
 
 
 def _facts(build: Build) -> Facts:
@@ -161,19 +161,12 @@ def _events(build: Build, columns: Any, graphql_type: GraphQLOutputType, fields:
         return None  # a variable: not part of a plan
     if not 1 <= limit <= _facts(build).max_page_size:
         return None  # the ordinary path refuses it
-    latest = (
-        scoped(select(TrackingEvent), TrackingEvent, _facts(build).scope)
-        .where(TrackingEvent.shipment_id == columns.id)
-        .order_by(*EVENT_ORDER)
-        .limit(limit)
-        .correlate_except(TrackingEvent)  # a FROM subquery: SQLAlchemy does not correlate it by itself
-        .subquery("latest")
-    )
+    latest = latest_events(_facts(build).scope, columns.id, limit).subquery("latest")
     event = aliased(TrackingEvent, latest)
     value = build.object(graphql_type, fields, event)
     if value is None:
         return None
-    aggregate = func.json_agg(aggregate_order_by(value, event.occurred_at.desc(), event.id.desc()))
+    aggregate = func.json_agg(aggregate_order_by(value, *event_order(event)))
     return func.coalesce(select(aggregate).select_from(latest).scalar_subquery(), EMPTY_LIST)
 
 
@@ -189,22 +182,14 @@ def _milestone_status(
     return enum_name(MilestoneStatus, repository.milestone_status_expression(columns, NOW))
 
 
-def _staff_time(name: str, field: str) -> FieldSQL:
-    """A time shippers do not see (``domain.exceptions.rules.customer_sees``)."""
+def _staff_only(field: str, value: FieldSQL) -> FieldSQL:
+    """``value``, or null for shippers when ``field`` is staff-only (as the field-by-field resolvers decide:
+    ``domain.exceptions.rules.customer_sees``)."""
 
     def sql(build: Build, columns: Any, graphql_type: GraphQLOutputType, fields: FieldDetailsList) -> Any:
         if _facts(build).principal.is_shipper and not customer_sees(field):
             return null()
-        return time_column(name)(build, columns, graphql_type, fields)
-
-    return sql
-
-
-def _staff_column(name: str) -> FieldSQL:
-    def sql(build: Build, columns: Any, graphql_type: GraphQLOutputType, fields: FieldDetailsList) -> Any:
-        if _facts(build).principal.is_shipper and not customer_sees(name):
-            return null()
-        return getattr(columns, name)
+        return value(build, columns, graphql_type, fields)
 
     return sql
 
@@ -311,10 +296,10 @@ VOCABULARY: Vocabulary = {
         "resolutionReason": column("resolution_reason"),
         "shadow": column("shadow"),
         "acknowledgedAt": time_column("acknowledged_at"),
-        "respondBy": _staff_time("respond_by", "respond_by"),
-        "resolveBy": _staff_time("resolve_by", "resolve_by"),
-        "escalationStepsFired": _staff_column("escalation_steps_fired"),
-        "nextEscalationAt": _staff_time("next_escalation_at", "next_escalation_at"),
+        "respondBy": _staff_only("respond_by", time_column("respond_by")),
+        "resolveBy": _staff_only("resolve_by", time_column("resolve_by")),
+        "escalationStepsFired": _staff_only("escalation_steps_fired", column("escalation_steps_fired")),
+        "nextEscalationAt": _staff_only("next_escalation_at", time_column("next_escalation_at")),
     },
 }
 
@@ -330,11 +315,12 @@ def _plan(
     if not context.state.settings.graphql_compiled_reads:
         return None
     principal = context.principal
-    # what a plan depends on: whose rows (scope) and what the caller may see (kind, roles, scopes)
-    caller = (principal.scope, principal.subject_kind, principal.roles, principal.scopes)
+    # what a plan depends on: whose rows (scope) and what the caller may see (its access audience)
+    caller = (principal.scope, Audience.of(principal))
     facts = Facts(principal, principal.scope, context.state.settings.graphql_max_page_size)
     build = Build(execution, VOCABULARY, facts)
-    return PLANS.get(execution, fields, caller, lambda: make(build))
+    nodes = tuple(details.node for details in fields)
+    return PLANS.get(nodes, (selection_key(execution, fields), caller), lambda: make(build))
 
 
 def _field_type(parent: GraphQLObjectType, name: str) -> GraphQLObjectType:
@@ -362,7 +348,7 @@ class ShipmentPage(Source):
         keys, nodes = plan
         parameters = repository.page_parameters(self.where, self.limit + 1, self.position)
         statement = STATEMENTS.get(
-            plan,
+            (plan,),
             (self.order, frozenset(parameters)),
             lambda: repository.page_statement(
                 self.context.principal.scope, self.where, self.limit + 1, self.position, self.order
@@ -479,7 +465,7 @@ class ShipmentLookup(Source):
             return await self.objects()
         parameters = repository.page_parameters(self.where, 1, None)
         statement = STATEMENTS.get(
-            node,
+            (node,),
             frozenset(parameters),
             lambda: repository.page_statement(
                 self.context.principal.scope, self.where, 1, None
