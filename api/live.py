@@ -28,9 +28,8 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import asyncpg
 import structlog
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -50,7 +49,9 @@ from domain.tenancy.principal import Principal
 from domain.tracking.service import REEVALUATE_REASON, TIMELINE_CHANGED
 
 if TYPE_CHECKING:
-    from api.state import AppState
+    from api.listen import Listener
+from api.listen import Listener
+from api.state import AppState
 
 log = structlog.get_logger("milepost.live")
 
@@ -236,25 +237,35 @@ class LiveHub:
         retry_seconds: tuple[float, float] = (0.5, 30.0),
     ) -> None:
         self._sessions = sessions
-        self._dsn = dsn
         self._queue_size = queue_size
         self._clock = clock
-        self._keepalive = keepalive_seconds
-        self._retry = retry_seconds
         self._by_tenant: dict[uuid.UUID, set[Subscriber]] = {}
         self._inbox: asyncio.Queue[str] = asyncio.Queue(INBOX_SIZE)
-        self._listening = False
-        self.server_pid: int | None = None  # of the LISTEN connection's backend (tests end it on purpose)
+        self._listener = Listener(
+            dsn,
+            CHANGES_CHANNEL,
+            self._heard,
+            name="live events",
+            keepalive_seconds=keepalive_seconds,
+            retry_seconds=retry_seconds,
+            on_listening=lambda: log.info("live events: listening", channel=CHANGES_CHANNEL),
+            on_lost=self._lost,
+        )
 
     @property
     def listening(self) -> bool:
-        return self._listening
+        return self._listener.listening
+
+    @property
+    def server_pid(self) -> int | None:
+        """The LISTEN connection's backend (tests end it on purpose)."""
+        return self._listener.server_pid
 
     def subscribe(
         self, scope: TenantScope, interest: Interest, on_overflow: Callable[[], None]
     ) -> Subscriber:
         """Register a subscriber of ``scope``'s tenant; :class:`LiveUnavailable` while not listening."""
-        if not self._listening:
+        if not self.listening:
             raise LiveUnavailable(
                 "live events are unavailable right now (the database connection is being "
                 "re-established); subscribe again shortly"
@@ -277,61 +288,21 @@ class LiveHub:
         """Listen (reconnecting when the connection drops) and fan out, until ``stopping`` is set."""
         reader = asyncio.create_task(self._read_inbox())
         try:
-            await self._listen(stopping)
+            await self._listener.run(stopping)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             self._interrupt(self._all(), "the API process is stopping")
 
-    async def _listen(self, stopping: asyncio.Event) -> None:
-        delay = self._retry[0]
-        while not stopping.is_set():
-            try:
-                connection = await asyncpg.connect(self._dsn, timeout=10)
-            except (OSError, asyncpg.PostgresError, TimeoutError) as error:
-                log.warning(
-                    "live events: cannot connect to listen; retrying", error=repr(error), retry_in=delay
-                )
-                await _wait(stopping, delay)
-                delay = min(delay * 2, self._retry[1])
-                continue
-            delay = self._retry[0]
-            try:
-                problem = await self._hold(connection, stopping)
-            finally:
-                self._listening = False
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(connection.close(), timeout=5)
-            if not stopping.is_set():
-                log.warning("live events: LISTEN connection lost; reconnecting", error=problem)
-                self._interrupt(
-                    self._all(),
-                    "live events were interrupted (the database connection dropped); "
-                    "some may be lost: read the current state and subscribe again",
-                )
-                # notifications heard before the loss are stale for the subscriptions just ended
-                _drain(self._inbox)
-
-    async def _hold(self, connection: Any, stopping: asyncio.Event) -> str:
-        """Listen on ``connection`` until it is lost or ``stopping``; returns what went wrong."""
-        lost = asyncio.Event()
-        connection.add_termination_listener(lambda _connection: lost.set())
-        try:
-            await connection.add_listener(CHANGES_CHANNEL, self._heard)
-            self.server_pid = connection.get_server_pid()
-            self._listening = True
-            log.info("live events: listening", channel=CHANGES_CHANNEL)
-            while not stopping.is_set():
-                await _wait_any((stopping, lost), self._keepalive)
-                if lost.is_set():
-                    return "the connection was closed"
-                if not stopping.is_set():
-                    # a connection that died quietly (no FIN) is only found by using it
-                    await asyncio.wait_for(connection.fetchval("SELECT 1"), timeout=self._keepalive)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
-            return repr(error)
-        return "stopping"
+    def _lost(self) -> None:
+        self._interrupt(
+            self._all(),
+            "live events were interrupted (the database connection dropped); "
+            "some may be lost: read the current state and subscribe again",
+        )
+        # notifications heard before the loss are stale for the subscriptions just ended
+        _drain(self._inbox)
 
     def _heard(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
         try:
@@ -499,20 +470,6 @@ class LiveConnection:
             self._forget_token()
         for subscriber in list(self._subscribers):
             self.unsubscribe(subscriber)
-
-
-async def _wait(stopping: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stopping.wait(), timeout=seconds)
-
-
-async def _wait_any(events: Sequence[asyncio.Event], seconds: float) -> None:
-    waiters = [asyncio.create_task(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 def _drain(queue: asyncio.Queue[str]) -> None:

@@ -14,13 +14,12 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import Callable
-from typing import Any
 
-import asyncpg
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth.tokens import TokenService
+from api.listen import Listener, wait_any
 from domain.db import system_transaction
 from domain.signing.service import load_key_ring
 from domain.tenancy.repository import revocations_in_force
@@ -48,13 +47,24 @@ class CredentialWatch:
     ) -> None:
         self._tokens = tokens
         self._sessions = sessions
-        self._dsn = dsn
         self._kek = key_encryption_key
         self._refresh_seconds = refresh_seconds
         self._clock = clock
         self._wake = asyncio.Event()
-        self.listening = False
+        self._listener = Listener(
+            dsn,
+            CREDENTIALS_CHANNEL,
+            lambda *_heard: self._wake.set(),
+            name="credentials",
+            keepalive_seconds=refresh_seconds,
+            retry_seconds=(1.0, MAX_RECONNECT_DELAY_SECONDS),
+            on_listening=self._wake.set,  # what changed while nobody listened is read now
+        )
         self.reloads = 0  # how many reloads completed (tests wait on it)
+
+    @property
+    def listening(self) -> bool:
+        return self._listener.listening
 
     async def reload(self) -> None:
         """Read revocations and signing keys and put them in force in this process."""
@@ -77,69 +87,16 @@ class CredentialWatch:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Listen and reload until ``stopping`` is set; a failure is logged and retried, never raised."""
-        listener = asyncio.create_task(self._listen(stopping))
+        listener = asyncio.create_task(self._listener.run(stopping))
         try:
             while not stopping.is_set():
                 try:
                     await self.reload()
                 except Exception as error:  # a database hiccup must not stop the watch
                     log.error("credentials: reload failed; keeping the previous ones", error=repr(error))
-                await _wait_any([stopping, self._wake], self._refresh_seconds)
+                await wait_any((stopping, self._wake), self._refresh_seconds)
                 self._wake.clear()
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
-
-    def _heard(self, _connection: object, _pid: int, _channel: str, _payload: str) -> None:
-        self._wake.set()
-
-    async def _listen(self, stopping: asyncio.Event) -> None:
-        delay = 1.0
-        while not stopping.is_set():
-            try:
-                connection = await asyncpg.connect(self._dsn, timeout=10)
-            except (OSError, asyncpg.PostgresError, TimeoutError) as error:
-                log.warning(
-                    "credentials: cannot connect to listen; retrying", error=repr(error), retry_in=delay
-                )
-                await _wait_any([stopping], delay)
-                delay = min(delay * 2, MAX_RECONNECT_DELAY_SECONDS)
-                continue
-            delay = 1.0
-            try:
-                problem = await self._hold(connection, stopping)
-            finally:
-                self.listening = False
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(connection.close(), timeout=5)
-            if not stopping.is_set():
-                log.warning("credentials: LISTEN connection lost; reconnecting", error=problem)
-
-    async def _hold(self, connection: Any, stopping: asyncio.Event) -> str:
-        """Listen on ``connection`` until it is lost or ``stopping``; returns what went wrong."""
-        lost = asyncio.Event()
-        connection.add_termination_listener(lambda _connection: lost.set())
-        try:
-            await connection.add_listener(CREDENTIALS_CHANNEL, self._heard)
-            self.listening = True
-            self._wake.set()  # what changed while nobody listened is read now
-            while not stopping.is_set():
-                await _wait_any([stopping, lost], self._refresh_seconds)
-                if lost.is_set():
-                    return "the connection was closed"
-                if not stopping.is_set():
-                    # a connection that died quietly (no FIN) is only found by using it
-                    await asyncio.wait_for(connection.fetchval("SELECT 1"), timeout=self._refresh_seconds)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
-            return repr(error)
-        return "stopping"
-
-
-async def _wait_any(events: list[asyncio.Event], seconds: float) -> None:
-    waiters = [asyncio.create_task(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
