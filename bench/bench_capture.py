@@ -38,6 +38,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import redis
 
 from bench import data
 from bench.harness import (
@@ -62,6 +63,9 @@ from milepost.database import libpq_url
 
 DATABASE = "milepost_bench"
 MAX_BODY_BYTES = 64 * 1024 * 1024
+# production runs detection in `milepost worker` processes fed by a broker: the server only enqueues
+# (a database of its own, emptied afterwards; the tests use 0)
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/14"
 RETRIES = 3
 
 
@@ -75,6 +79,7 @@ class Config:
     database_url: str | None
     pyspy: Path | None
     keep_database: bool
+    broker_url: str | None  # None: the workers run in the server process (the embedded default)
 
     @classmethod
     def from_env(cls) -> Config:
@@ -97,7 +102,36 @@ class Config:
             database_url=os.environ.get("BENCH_DATABASE_URL") or None,
             pyspy=Path(pyspy).resolve() if pyspy else None,
             keep_database=bool(os.environ.get("BENCH_KEEP_DATABASE")),
+            broker_url=_broker_url(os.environ.get("BENCH_BROKER_URL", DEFAULT_BROKER_URL)),
         )
+
+
+def _broker_url(value: str) -> str | None:
+    """The broker the server enqueues detection to; ``in-process`` (or an unreachable default Redis): none."""
+    if value == "in-process":
+        return None
+    if value == DEFAULT_BROKER_URL and not _redis_answers(value):
+        say(f"no Redis at {value}: the workers run in the server process (BENCH_BROKER_URL=in-process)")
+        return None
+    return value
+
+
+def _redis_answers(url: str) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1)
+        client.ping()
+        client.close()
+    except redis.RedisError:
+        return False
+    return True
+
+
+def flush_broker(url: str) -> None:
+    """Empty the broker's queues: nothing consumes what the run enqueued."""
+    if url.startswith(("redis://", "rediss://")):
+        client = redis.Redis.from_url(url)
+        client.flushdb()
+        client.close()
 
 
 @dataclass
@@ -383,9 +417,16 @@ def run(config: Config, server: PostgresServer) -> None:
     )
 
     say("\nend to end (milepost serve, POST /ingest/events):")
-    process, base, log_path = start_server(
-        owner, server.folder, {"MILEPOST_MAX_BODY_BYTES": str(MAX_BODY_BYTES)}
+    overrides = {"MILEPOST_MAX_BODY_BYTES": str(MAX_BODY_BYTES)}
+    if config.broker_url is not None:
+        overrides["BROKER_URL"] = config.broker_url
+        flush_broker(config.broker_url)
+    say(
+        f"  detection enqueued to {config.broker_url} (no worker consumes it)"
+        if config.broker_url
+        else "  detection runs in the server process (in-process workers)"
     )
+    process, base, log_path = start_server(owner, server.folder, overrides)
     profiler = None
     try:
         if config.pyspy is not None:
@@ -437,6 +478,8 @@ def run(config: Config, server: PostgresServer) -> None:
         if profiler is not None:
             profiler.kill()
         stop_server(process)
+        if config.broker_url is not None:
+            flush_broker(config.broker_url)
     if not config.keep_database:
         asyncio.run(drop_database(libpq_url(server.admin), DATABASE))
 
