@@ -197,7 +197,7 @@ class Milestone(TenantOwned, Base):
     # Minutes east of UTC where the milestone happens, so local times can be shown as the carrier gave them.
     utc_offset_minutes: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # the events that won (dedup keys; the plan's and estimate's issue times), so a new event is compared
-    # with these instead of the shipment's whole history (domain/shipments/timeline.py advance_timeline)
+    # with these instead of the shipment's whole history (domain/tracking/service.py _ADVANCE)
     planned_event_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
     planned_version_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     estimated_event_key: Mapped[str | None] = mapped_column(String(128), nullable=True)

@@ -13,8 +13,10 @@ A code planned more than once (transshipments) is matched by location, else to i
 Codes that are not in the plan become unplanned milestones after the planned ones, in time order.
 
 Each milestone keeps which events won (their keys, and the versions of the plan and estimate), so that
-:func:`advance_timeline` can apply new events by comparing them with the winners alone — the same answer
-as a rebuild from every event, as long as no event was withdrawn or replaced meanwhile.
+capture can *advance* a timeline by comparing new events with the winners alone, in one set-based
+statement for a whole message (``domain/tracking/service.py`` ``_ADVANCE``, the same rules in SQL) — the
+same answer as this rebuild from every event, as long as no event was withdrawn or replaced meanwhile
+(tested with generated feeds).
 """
 
 from __future__ import annotations
@@ -112,29 +114,6 @@ def build_timeline(plan: Sequence[PlanStep], events: Iterable[TimelineEvent]) ->
     return [instances[s] for s in sorted(instances)]
 
 
-def advance_timeline(
-    timeline: Sequence[MilestoneState], events: Iterable[TimelineEvent]
-) -> list[MilestoneState] | None:
-    """``timeline`` (built from some events) after ``events`` more, comparing them with its winners only.
-
-    Equal to :func:`build_timeline` of all the events together, provided none of the earlier ones was
-    withdrawn or replaced (the caller checks). ``None`` when an event's code is not planned: where an
-    unplanned milestone goes depends on every event of its code, so only a rebuild can tell.
-    """
-    instances = {state.sequence: state for state in timeline}
-    planned = {s: state for s, state in instances.items() if s < UNPLANNED_SEQUENCE_START}
-    by_code = _sequences_by_code(planned.values())
-    assigned: dict[int, list[TimelineEvent]] = defaultdict(list)
-    for event in events:
-        target = _target(planned, by_code, event)
-        if target is None:
-            return None
-        assigned[target].append(event)
-    for sequence, group in assigned.items():
-        instances[sequence] = _apply(instances[sequence], group)
-    return [instances[s] for s in sorted(instances)]
-
-
 def _sequences_by_code(planned: Iterable[MilestoneState]) -> dict[str, list[int]]:
     by_code: dict[str, list[int]] = defaultdict(list)
     for state in sorted(planned, key=lambda s: s.sequence):
@@ -154,48 +133,8 @@ def _target(
     return at_location[0] if event.location_locode and at_location else candidates[0]
 
 
-def _winners(state: MilestoneState) -> list[TimelineEvent]:
-    """The events that won ``state``, rebuilt from what it keeps of them (enough to compare and to apply)."""
-    winners = []
-    if state.planned_event_key and state.planned_at and state.planned_source:
-        winners.append(
-            TimelineEvent(
-                state.planned_event_key,
-                Classifier.PLANNED,
-                state.code,
-                state.planned_at,
-                state.planned_source,
-                version=state.planned_version_at,
-            )
-        )
-    if state.estimated_event_key and state.estimated_at and state.estimated_source:
-        winners.append(
-            TimelineEvent(
-                state.estimated_event_key,
-                Classifier.ESTIMATED,
-                state.code,
-                state.estimated_at,
-                state.estimated_source,
-                version=state.estimated_version_at,
-            )
-        )
-    if state.actual_event_key and state.actual_at and state.actual_source:
-        winners.append(
-            TimelineEvent(
-                state.actual_event_key,
-                Classifier.ACTUAL,
-                state.code,
-                state.actual_at,
-                state.actual_source,
-                utc_offset_minutes=state.utc_offset_minutes,
-            )
-        )
-    return winners
-
-
 def _apply(state: MilestoneState, events: list[TimelineEvent]) -> MilestoneState:
-    """``state`` with, per classifier, the winner among its current winner and ``events``."""
-    events = [*_winners(state), *events]
+    """The planned ``state`` with, per classifier, the winner among ``events``."""
     actuals = [e for e in events if e.classifier == Classifier.ACTUAL]
     estimates = [e for e in events if e.classifier == Classifier.ESTIMATED]
     plans = [e for e in events if e.classifier == Classifier.PLANNED]

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,7 +9,6 @@ from domain.shipments.timeline import (
     MilestoneState,
     PlanStep,
     TimelineEvent,
-    advance_timeline,
     build_timeline,
 )
 from domain.tracking.canonical import Classifier
@@ -142,29 +140,3 @@ def test_the_timeline_does_not_depend_on_arrival_order(batch: list[TimelineEvent
 @given(events)
 def test_repeating_events_changes_nothing(batch: list[TimelineEvent]) -> None:
     assert build_timeline(PLAN, batch + batch) == build_timeline(PLAN, batch)
-
-
-# a code planned twice (matched by location) and a step planned without a place or a time
-TWICE = [
-    *PLAN,
-    PlanStep("TRANSSHIPMENT_ARRIVED", 5, "LKCMB", T + 200 * H, "booking"),
-    PlanStep("DELIVERED", 6),
-]
-PLANNED_CODES = {step.code for step in TWICE}
-more_events = timeline_events(hours=60, versions=5, max_size=30)  # few instants: ties are common
-
-
-@given(more_events, st.lists(st.integers(0, 30), max_size=6))
-def test_advancing_batch_by_batch_equals_building_from_every_event(
-    batch: list[TimelineEvent], cuts: list[int]
-) -> None:
-    bounds = [0, *sorted(cuts), len(batch)]
-    timeline = build_timeline(TWICE, [])
-    for start, stop in itertools.pairwise(bounds):
-        new = batch[start:stop]
-        advanced = advance_timeline(timeline, new)
-        if advanced is None:  # only an unplanned code sends the caller back to a rebuild
-            assert any(e.milestone not in PLANNED_CODES for e in new)
-            advanced = build_timeline(TWICE, batch[:stop])
-        timeline = advanced
-        assert timeline == build_timeline(TWICE, batch[:stop])

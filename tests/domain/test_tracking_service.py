@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
+import random
 import re
 import uuid
 
@@ -18,6 +19,7 @@ from domain.shipments.models import Milestone, MilestoneCode, Shipment, Shipment
 from domain.shipments.service import PlannedMilestone, ShipmentDraft, create_shipment
 from domain.shipments.timeline import MilestoneState, PlanStep, TimelineEvent, build_timeline
 from domain.tracking import rules
+from domain.tracking import service as tracking_service
 from domain.tracking.canonical import CanonicalEvent, Classifier, Place, SourceCode
 from domain.tracking.mapping import CANONICAL_SYSTEM, MappingTable
 from domain.tracking.models import EventClassifier, TrackingEvent
@@ -487,6 +489,71 @@ async def test_another_winner_with_the_same_time_and_source_is_kept_but_not_anno
     assert await timeline_changes(session, scope) == announced == 1
     departed = (await stored_timeline(session, scope, shipment_id))[1][1]
     assert (departed["actual_at"], departed["actual_event_key"]) == (at(10), "dcsa:a")
+
+
+# -- the set-based advance against rebuilds, over generated feeds ------------------------------------
+
+# a code planned twice (matched by place) and a step planned without a place
+GENERATED_PLAN = [
+    (M.BOOKED, "CNSHA"),
+    (M.DEPARTED, "CNSHA"),
+    (M.TRANSSHIPMENT_ARRIVED, "LKCMB"),
+    (M.TRANSSHIPMENT_ARRIVED, "SGSIN"),
+    (M.ARRIVED, None),
+    (M.DELIVERED, "NLRTM"),
+]
+
+
+def generated_feed(rnd: random.Random) -> list[CanonicalEvent]:
+    """Events on planned codes only, over few instants and versions (ties are common), no source ids: a
+    feed the set-based advance handles alone."""
+    feed = []
+    for _ in range(rnd.randint(1, 25)):
+        version = rnd.choice([None, None, at(rnd.randint(0, 4))])
+        feed.append(
+            report(
+                rnd.choice([ACT, EST, PLN]),
+                rnd.choice([code for code, _ in GENERATED_PLAN]),
+                rnd.randint(0, 12) * 2,
+                rnd.choice(["dcsa", "x12"]),
+                locode=rnd.choice([None, "CNSHA", "LKCMB", "SGSIN", "NLRTM"]),
+                utc_offset_minutes=rnd.choice([None, 60, 480]),
+                updated_at=version,
+            )
+        )
+    return feed
+
+
+async def test_advancing_generated_feeds_batch_by_batch_equals_rebuilding(
+    session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rnd = random.Random(20261121)  # noqa: S311 - a reproducible feed, not a secret
+
+    async def no_rebuild(*args: object) -> object:
+        raise AssertionError("these feeds must be advanced, not rebuilt")
+
+    for _ in range(60):
+        scope, shipment_id = await shipment_with_timeline(session, GENERATED_PLAN)
+        feed = generated_feed(rnd)
+        cuts = sorted(rnd.sample(range(1, len(feed) + 1), k=min(len(feed), rnd.randint(1, 4))))
+        start = 0
+        for stop in cuts:
+            with monkeypatch.context() as patched:
+                patched.setattr(tracking_service, "_events_in_force", no_rebuild)
+                await store_events(
+                    session,
+                    scope,
+                    feed[start:stop],
+                    mapping=MappingTable(),
+                    received_at=at(50),
+                    shipment_id=shipment_id,
+                )
+            start = stop
+            kept_up = await stored_timeline(session, scope, shipment_id)
+            async with session.begin_nested() as savepoint:
+                await rebuild_timelines(session, scope, [shipment_id])
+                assert await stored_timeline(session, scope, shipment_id) == kept_up, feed[:stop]
+                await savepoint.rollback()
 
 
 async def timeline_changes(session: AsyncSession, scope: TenantScope) -> int:
