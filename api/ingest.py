@@ -174,7 +174,6 @@ class IngestEndpointApp:
                     idempotency_key=key,
                     now=now,
                 )
-                message_id = message.id
         except IngestError as error:
             return _error(400, error.code, str(error))
         except IntegrityError:  # the same Idempotency-Key raced us: answer with the winner's result
@@ -183,10 +182,12 @@ class IngestEndpointApp:
                 raise
             return self._idempotent(request, earlier, body)
 
+        message_id = message.id
         parsed = await asyncio.to_thread(parse_body, format, body, now)
         try:
             async with scoped_transaction(self.state.sessions, scope) as session:
-                message = await session.get_one(IngestMessage, (scope.tenant_id, message_id))
+                # the row as just committed: attached again rather than read back with its whole body
+                session.add(message)
                 await process(session, scope, message, parsed, now=now)
         except Exception as error:
             log.exception("ingest processing failed", message_id=str(message_id), format=format)

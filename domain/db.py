@@ -11,12 +11,14 @@ Two layers keep tenants apart, on purpose both:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import BigInteger, ColumnElement, MetaData, Select, Text, Uuid, and_, bindparam, text, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -149,3 +151,13 @@ def keyset(
     ]
     position = tuple_(*columns)
     return statement.where(position < tuple_(*values) if descending else position > tuple_(*values))
+
+
+def json_text(value: Any, default: Any = None) -> str:
+    """JSON text for a ``jsonb`` value: orjson (several times faster; capture writes one per event), or the
+    standard library for what orjson refuses (integers beyond 64 bits), which raises as before for what
+    neither can write. The engines' ``json_serializer``."""
+    try:
+        return orjson.dumps(value, default=default, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, default=default)

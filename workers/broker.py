@@ -30,10 +30,11 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO, CurrentMessage, Middleware, Retries, default_middleware
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from domain.db import TenantScope, scoped_transaction
 from domain.jobs.service import FailedJob, record_dead_letter
+from milepost.database import create_engine, session_factory
 from milepost.settings import Settings
 from workers.retries import JobRetries, RetryPolicy
 
@@ -175,13 +176,8 @@ class WorkerContext:
 
     def sessions(self) -> async_sessionmaker[AsyncSession]:
         if self._sessions is None:
-            self._engine = create_async_engine(
-                self.app_url,
-                pool_size=self.settings.db_pool_size,
-                max_overflow=self.settings.db_pool_size,
-                pool_pre_ping=True,
-            )
-            self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+            self._engine = create_engine(self.app_url, self.settings)
+            self._sessions = session_factory(self._engine)
         return self._sessions
 
     async def dispose(self) -> None:

@@ -8,7 +8,6 @@ sends their messages, marks them dispatched and notifies, then commits.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.db import TenantScope, scoped, tenant_condition
+from domain.db import TenantScope, json_text, scoped, tenant_condition
 from domain.outbox.models import OutboxMessage
 from domain.outbox.rules import CHANGES_CHANNEL, change_notifications
 
@@ -54,7 +53,7 @@ async def publish_all(
             {
                 "tenant_id": scope.tenant_id,
                 "topics": [topic for topic, _ in changes],
-                "payloads": [json.dumps(payload) for _, payload in changes],
+                "payloads": [json_text(payload) for _, payload in changes],
             },
         )
 

@@ -11,7 +11,6 @@ only.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import uuid
 from collections import defaultdict
@@ -19,12 +18,11 @@ from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-import orjson
 from sqlalchemy import any_, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.columns import utcnow
-from domain.db import TenantScope, scoped, tenant_condition, text_array, uuid_array
+from domain.db import TenantScope, json_text, scoped, tenant_condition, text_array, uuid_array
 from domain.outbox.service import publish_all
 from domain.shipments.models import Milestone, MilestoneCode, Shipment, ShipmentReference
 from domain.shipments.timeline import (
@@ -184,7 +182,7 @@ def _place_text(place: Place | None) -> str:
 def _place_json(place: Place | None) -> str | None:
     if place is None:
         return None
-    return _json({k: v for k, v in _fields(place).items() if v is not None})
+    return json_text({k: v for k, v in _fields(place).items() if v is not None})
 
 
 def _fields(place: Place) -> dict[str, Any]:
@@ -217,18 +215,14 @@ async def match_shipments(
     values = sorted({value for event in events for _, value in event.references})
     if not values:
         return [None] * len(events)
+    reference, shipment = ShipmentReference.__table__.c, Shipment.__table__.c  # plain rows, no ORM loading
     statement = (
-        scoped(
-            select(ShipmentReference.value, ShipmentReference.kind, Shipment.id, Shipment.created_at),
-            ShipmentReference,
-            scope,
-        )
+        scoped(select(reference.value, reference.kind, shipment.id, shipment.created_at), reference, scope)
         .join(
-            Shipment,
-            (Shipment.tenant_id == ShipmentReference.tenant_id)
-            & (Shipment.id == ShipmentReference.shipment_id),
+            Shipment.__table__,
+            (shipment.tenant_id == reference.tenant_id) & (shipment.id == reference.shipment_id),
         )
-        .where(ShipmentReference.value == any_(text_array(values)))
+        .where(reference.value == any_(text_array(values)))
     )
     found: dict[str, list[tuple[str, uuid.UUID, dt.datetime]]] = defaultdict(list)
     for value, kind, shipment_id, created_at in (await session.execute(statement)).all():
@@ -294,13 +288,13 @@ async def store_events(
         columns["location_name"].append(_location_name(place))
         columns["occurred_at"].append(event.occurred_at)
         columns["utc_offset_minutes"].append(event.utc_offset_minutes)
-        columns["refs"].append(_json([{"kind": k, "value": v} for k, v in event.references]))
-        columns["signals"].append(_json(resolution.signals))
-        columns["unknown"].append(_json(resolution.unknown))
+        columns["refs"].append(json_text([{"kind": k, "value": v} for k, v in event.references]))
+        columns["signals"].append(json_text(resolution.signals))
+        columns["unknown"].append(json_text(resolution.unknown))
         columns["carrier_code"].append((event.carrier_code or "")[:16] or None)
         columns["place"].append(_place_json(place))
         columns["version_at"].append(event.updated_at)
-        columns["payload"].append(_json({"position": event.position, **event.detail}))
+        columns["payload"].append(json_text({"position": event.position, **event.detail}, str))
         columns["is_retracted"].append(event.is_retracted)
     written = (
         await session.execute(
@@ -340,15 +334,6 @@ async def store_events(
     if result.touched_shipments:
         await update_timelines(session, scope, added, rebuild=changed)
     return result
-
-
-def _json(value: Any) -> str:
-    """JSON text for a jsonb column: orjson (fast), or the standard library for what orjson refuses
-    (integers beyond 64 bits)."""
-    try:
-        return orjson.dumps(value, default=str).decode()
-    except orjson.JSONEncodeError:
-        return json.dumps(value, default=str)
 
 
 def _location_name(place: Place | None) -> str | None:
@@ -441,13 +426,14 @@ async def update_timelines(
     ids = sorted({*added.shipment_id, *rebuild})
     if not ids:
         return
+    shipment = Shipment.__table__.c  # table columns: plain rows, without the ORM's per-row loading
     statuses = {
         row.id: row.status
         for row in (
             await session.execute(
-                scoped(select(Shipment.id, Shipment.status), Shipment, scope)
-                .where(Shipment.id == any_(uuid_array(ids)))
-                .order_by(Shipment.id)
+                scoped(select(shipment.id, shipment.status), shipment, scope)
+                .where(shipment.id == any_(uuid_array(ids)))
+                .order_by(shipment.id)
                 # FOR NO KEY UPDATE: the event insert's foreign-key check holds FOR KEY SHARE on these rows,
                 # which a plain FOR UPDATE would wait on — two messages for one shipment would deadlock
                 .with_for_update(key_share=True)
