@@ -456,21 +456,24 @@ async def update_timelines(
     advanced = [shipment_id for shipment_id in statuses if shipment_id not in full]
     if advanced:
         shown: set[uuid.UUID] = set()
+        reached: dict[uuid.UUID, list[tuple[str, str]]] = defaultdict(list)  # milestones that now happened
         columns = added.advancing(full)
         if columns["shipment_id"]:
-            shown = set((await session.execute(_ADVANCE, {**tenant, **columns})).scalars())
-        actual_codes: dict[uuid.UUID, list[str]] = {
-            shipment_id: codes
-            for shipment_id, codes in await session.execute(
-                _ACTUAL_CODES, {**tenant, "shipment_ids": advanced}
-            )
-        }
+            for shipment_id, changed_shown, new_actual in await session.execute(
+                _ADVANCE, {**tenant, **columns}
+            ):
+                if changed_shown:
+                    shown.add(shipment_id)
+                if new_actual is not None:
+                    reached[shipment_id].append((Classifier.ACTUAL, new_actual))
         for shipment_id in advanced:
+            # events only added: the status moves on from the milestones that now happened (it was derived
+            # from the others before, and a rebuild derives it from all of them again)
             status = statuses[shipment_id]
             writes.outcome(
                 shipment_id,
                 status,
-                rules.status_of(status, actual_codes.get(shipment_id, ())),
+                rules.status_after(status, reached.get(shipment_id, ())),
                 shown=shipment_id in shown,
             )
     rebuilt = sorted(full & statuses.keys())
@@ -531,7 +534,8 @@ _NEEDS_REBUILD = text(
 # else the first of its code; per milestone and classifier the best new event is compared with the stored
 # winner — PLN and EST: the latest (version, time, key); ACT: the earliest (time, key). Keys compare as
 # Python compares strings (COLLATE "C"). Only milestones whose winners change are written; each returns
-# its shipment when what the timeline shows changed (not only which event won).
+# its shipment, whether what the timeline shows changed (not only which event won), and its code when its
+# milestone happened for the first time.
 _WINNER = """
     SELECT DISTINCT ON (milestone_id)
         milestone_id, occurred_at AS at, source, key, version, utc_offset_minutes
@@ -598,22 +602,13 @@ _ADVANCE = text(
         updated_at = now()
     FROM compared AS c
     WHERE m.tenant_id = :tenant_id AND m.id = c.id AND (c.plan_wins OR c.estimate_wins OR c.actual_wins)
-    RETURNING CASE WHEN
+    RETURNING m.shipment_id,
         (c.plan_wins AND (c.p_at, c.p_source) IS DISTINCT FROM (c.planned_at, c.planned_source))
         OR (c.estimate_wins AND (c.s_at, c.s_source) IS DISTINCT FROM (c.estimated_at, c.estimated_source))
         OR (c.actual_wins AND (c.a_at, c.a_source, c.a_offset)
-                              IS DISTINCT FROM (c.actual_at, c.actual_source, c.utc_offset_minutes))
-        THEN m.shipment_id END
+                              IS DISTINCT FROM (c.actual_at, c.actual_source, c.utc_offset_minutes)) AS shown,
+        CASE WHEN c.actual_wins AND c.actual_at IS NULL THEN m.code END AS new_actual
     """  # noqa: S608 - only the constant fragments above are interpolated
-)
-_ACTUAL_CODES = text(
-    """
-    SELECT shipment_id, array_agg(code)
-    FROM milestone
-    WHERE tenant_id = :tenant_id AND shipment_id = ANY(CAST(:shipment_ids AS uuid[]))
-      AND actual_at IS NOT NULL
-    GROUP BY shipment_id
-    """
 )
 
 
