@@ -12,6 +12,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import orjson
 import structlog
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -81,7 +82,10 @@ def _response(request: Request, message: IngestMessage, replayed: bool = False) 
         return Response(
             message.acknowledgment, status_code=status, media_type=X12_MEDIA_TYPE, headers=headers
         )
-    return JSONResponse(report(message), status_code=status, headers=headers)
+    # orjson: a message's report lists a result per event (up to 10,000)
+    return Response(
+        orjson.dumps(report(message)), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 def _may_ingest(principal: Principal) -> bool:
