@@ -31,7 +31,7 @@ import datetime as dt
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ from bench.harness import (
     drop_database,
     in_tenant,
     owner_maintenance,
+    postmaster_pid,
     say,
     seed,
     server_errors,
@@ -58,6 +59,7 @@ from bench.harness import (
     stop_pyspy,
     stop_server,
     tokens_for,
+    tree_cpu_seconds,
 )
 from milepost.database import libpq_url
 
@@ -143,10 +145,17 @@ class Phase:
     seconds: float
     latencies: list[float] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds used during the phase, per process
 
     @property
     def rate(self) -> float:
         return self.rows / self.seconds
+
+    def cpu_per_row(self, *names: str) -> float | None:
+        """Microseconds of CPU per row used by these processes together; ``None`` when one was not read."""
+        if not self.rows or any(name not in self.cpu for name in names):
+            return None
+        return sum(self.cpu[name] for name in names) / self.rows * 1e6
 
     def latency(self, quantile: float) -> float:
         ordered = sorted(self.latencies)
@@ -156,7 +165,37 @@ class Phase:
         text = f"{self.name:<34} {self.rows:>10,} rows in {self.seconds:8.1f} s = {self.rate:>9,.0f} /s"
         if self.latencies:
             text += f"   per message p50 {self.latency(0.5):,.0f} ms, p99 {self.latency(0.99):,.0f} ms"
+        if self.cpu and self.rows:
+            used = ", ".join(f"{name} {seconds / self.rows * 1e6:,.0f}" for name, seconds in self.cpu.items())
+            text += f"\n  {'':<34} CPU per row (µs): {used}"
         return text
+
+
+@dataclass(frozen=True)
+class CpuMeter:
+    """CPU seconds of the processes a phase runs on, from ``/proc`` (Linux): the database (the embedded
+    server's postmaster and its backends; not read for a server of BENCH_DATABASE_URL), ``milepost serve``
+    and its threads, and this process (the database-limit client)."""
+
+    pgdata: Path | None
+    server_pid: int | None = None
+
+    def read(self) -> dict[str, float]:
+        readings: dict[str, float | None] = {"client": time.process_time()}
+        postmaster = postmaster_pid(self.pgdata) if self.pgdata is not None else None
+        readings["database"] = tree_cpu_seconds(postmaster) if postmaster is not None else None
+        if self.server_pid is not None:
+            readings["server"] = tree_cpu_seconds(self.server_pid)
+        return {name: value for name, value in readings.items() if value is not None}
+
+    def measure(self, work: Coroutine[Any, Any, Phase]) -> Phase:
+        """Run ``work`` (a phase) and record what it cost each process."""
+        before = self.read()
+        phase = asyncio.run(work)
+        after = self.read()
+        names = ("database", "client") if self.server_pid is None else ("server", "database")
+        phase.cpu = {name: after[name] - before[name] for name in names if name in before and name in after}
+        return phase
 
 
 # --- the database's limit -----------------------------------------------------------------------------
@@ -399,12 +438,13 @@ def run(config: Config, server: PostgresServer) -> None:
     problems: list[str] = []
     say("\ndatabase limit (batched INSERT … SELECT FROM unnest … ON CONFLICT DO NOTHING, application role):")
     asyncio.run(owner_maintenance(libpq_url(owner), "CHECKPOINT"))
-    limit = asyncio.run(
+    meter = CpuMeter(server.pgdata)
+    limit = meter.measure(
         database_limit("database limit, first insert", app, tenants, batches, config.concurrency)
     )
     say("  " + limit.line())
     check("rows inserted", limit.counts["inserted"], plan.events, problems)
-    limit_replay = asyncio.run(
+    limit_replay = meter.measure(
         database_limit("database limit, all duplicates", app, tenants, batches, config.concurrency)
     )
     say("  " + limit_replay.line())
@@ -431,7 +471,8 @@ def run(config: Config, server: PostgresServer) -> None:
     try:
         if config.pyspy is not None:
             profiler = start_pyspy(process.pid, config.pyspy)
-        first = asyncio.run(
+        meter = CpuMeter(server.pgdata, process.pid)
+        first = meter.measure(
             post_all("first ingest", plan, base, tenants, messages, bodies, config.concurrency, "bench-first")
         )
         if profiler is not None and config.pyspy is not None:
@@ -452,7 +493,7 @@ def run(config: Config, server: PostgresServer) -> None:
         check("shipments delivered", after_first["delivered"], delivered, problems)
         say(f"  outbox rows (shipment.timeline_changed, detection enqueued) {after_first['outbox']:>10,}")
 
-        replay = asyncio.run(
+        replay = meter.measure(
             post_all(
                 "replay (all duplicates)",
                 plan,
@@ -494,6 +535,16 @@ def run(config: Config, server: PostgresServer) -> None:
     say(f"replay (all duplicates)     {replay.rate:>10,.0f} events/s")
     say(f"replay / first ingest       {replay.rate / first.rate:>10.2f}   (a replay should cost less: > 1)")
     say(f"database limit, duplicates  {limit_replay.rate:>10,.0f} rows/s")
+    e2e_cpu, limit_cpu = first.cpu_per_row("server", "database"), limit.cpu_per_row("database", "client")
+    if e2e_cpu is not None and limit_cpu is not None:
+        # less sensitive than the rates to what else the machine runs: the ratio an idle machine would show
+        # if both runs were bound by CPU alone
+        say(
+            f"CPU per event (µs)          end to end {e2e_cpu:,.0f} "
+            f"(server {first.cpu_per_row('server'):,.0f}, database {first.cpu_per_row('database'):,.0f}); "
+            f"limit {limit_cpu:,.0f}; "
+            f"ratio {limit_cpu / e2e_cpu:.2f}"
+        )
     say(
         f"per message (ms)            first p50 {first.latency(0.5):,.0f} p99 {first.latency(0.99):,.0f}; "
         f"replay p50 {replay.latency(0.5):,.0f} p99 {replay.latency(0.99):,.0f}; "
