@@ -536,13 +536,14 @@ _NEEDS_REBUILD = text(
 # Python compares strings (COLLATE "C"). Only milestones whose winners change are written; each returns
 # its shipment, whether what the timeline shows changed (not only which event won), and its code when its
 # milestone happened for the first time.
-_WINNER = """
-    SELECT DISTINCT ON (milestone_id)
-        milestone_id, occurred_at AS at, source, key, version, utc_offset_minutes
-    FROM targeted WHERE classifier = '{classifier}'
-    ORDER BY milestone_id, {order}
-"""
-_LATEST = """coalesce(version, '-infinity') DESC, occurred_at DESC, key COLLATE "C" DESC"""
+# the best new event's fields per milestone and classifier, one row per milestone (a classifier's columns
+# are NULL when no new event has it)
+_CANDIDATE = """
+        max(at) FILTER (WHERE classifier = '{c}') AS {p}_at,
+        max(source) FILTER (WHERE classifier = '{c}') AS {p}_source,
+        max(key) FILTER (WHERE classifier = '{c}') AS {p}_key,
+        max(version) FILTER (WHERE classifier = '{c}') AS {p}_version,
+        max(utc_offset_minutes) FILTER (WHERE classifier = '{c}') AS {p}_offset"""
 _ADVANCE = text(
     f"""
     WITH e AS (
@@ -558,33 +559,43 @@ _ADVANCE = text(
           ON m.tenant_id = :tenant_id AND m.shipment_id = e.shipment_id AND m.code = e.milestone
              AND m.sequence < :unplanned
         ORDER BY e.n, coalesce(m.location_locode = e.locode, false) DESC, m.sequence
-    ), plan AS ({_WINNER.format(classifier="PLN", order=_LATEST)}
-    ), estimate AS ({_WINNER.format(classifier="EST", order=_LATEST)}
-    ), actual AS ({_WINNER.format(classifier="ACT", order='occurred_at, key COLLATE "C"')}
+    ), best AS (
+        (SELECT DISTINCT ON (milestone_id, classifier)
+            milestone_id, classifier, occurred_at AS at, source, key, version, utc_offset_minutes
+        FROM targeted WHERE classifier <> 'ACT'
+        ORDER BY milestone_id, classifier, coalesce(version, '-infinity') DESC, occurred_at DESC,
+            key COLLATE "C" DESC)
+        UNION ALL
+        (SELECT DISTINCT ON (milestone_id)
+            milestone_id, classifier, occurred_at AS at, source, key, version, utc_offset_minutes
+        FROM targeted WHERE classifier = 'ACT'
+        ORDER BY milestone_id, occurred_at, key COLLATE "C")
+    ), candidate AS (
+        -- one row per milestone: no join between the classifiers' winners, whose counts the planner
+        -- cannot estimate (it chose nested loops over thousands of rows)
+        SELECT milestone_id, {_CANDIDATE.format(c="PLN", p="p")}, {_CANDIDATE.format(c="EST", p="s")},
+            {_CANDIDATE.format(c="ACT", p="a")}
+        FROM best GROUP BY milestone_id
     ), compared AS (
-        SELECT m.id, p.at AS p_at, p.source AS p_source, p.key AS p_key, p.version AS p_version,
-            s.at AS s_at, s.source AS s_source, s.key AS s_key, s.version AS s_version,
-            a.at AS a_at, a.source AS a_source, a.key AS a_key, a.utc_offset_minutes AS a_offset,
-            p.key IS NOT NULL AND (
+        SELECT m.id, c.*,
+            c.p_key IS NOT NULL AND (
                 m.planned_event_key IS NULL OR m.planned_at IS NULL OR m.planned_source IS NULL
-                OR (coalesce(p.version, '-infinity'), p.at, p.key COLLATE "C")
+                OR (coalesce(c.p_version, '-infinity'), c.p_at, c.p_key COLLATE "C")
                    > (coalesce(m.planned_version_at, '-infinity'), m.planned_at,
                       m.planned_event_key COLLATE "C")) AS plan_wins,
-            s.key IS NOT NULL AND (
+            c.s_key IS NOT NULL AND (
                 m.estimated_event_key IS NULL OR m.estimated_at IS NULL OR m.estimated_source IS NULL
-                OR (coalesce(s.version, '-infinity'), s.at, s.key COLLATE "C")
+                OR (coalesce(c.s_version, '-infinity'), c.s_at, c.s_key COLLATE "C")
                    > (coalesce(m.estimated_version_at, '-infinity'), m.estimated_at,
                       m.estimated_event_key COLLATE "C")) AS estimate_wins,
-            a.key IS NOT NULL AND (
+            c.a_key IS NOT NULL AND (
                 m.actual_event_key IS NULL OR m.actual_at IS NULL OR m.actual_source IS NULL
-                OR (a.at, a.key COLLATE "C") < (m.actual_at, m.actual_event_key COLLATE "C")) AS actual_wins,
+                OR (c.a_at, c.a_key COLLATE "C") < (m.actual_at, m.actual_event_key COLLATE "C"))
+                AS actual_wins,
             m.planned_at, m.planned_source, m.estimated_at, m.estimated_source, m.actual_at, m.actual_source,
             m.utc_offset_minutes
-        FROM milestone AS m
-        LEFT JOIN plan AS p ON p.milestone_id = m.id
-        LEFT JOIN estimate AS s ON s.milestone_id = m.id
-        LEFT JOIN actual AS a ON a.milestone_id = m.id
-        WHERE m.tenant_id = :tenant_id AND m.id IN (SELECT milestone_id FROM targeted)
+        FROM candidate AS c
+        JOIN milestone AS m ON m.tenant_id = :tenant_id AND m.id = c.milestone_id
     )
     UPDATE milestone AS m SET
         planned_at = CASE WHEN c.plan_wins THEN c.p_at ELSE m.planned_at END,
