@@ -384,18 +384,12 @@ class AddedEvents:
         self.utc_offset_minutes.append(event.utc_offset_minutes)
         self.version.append(event.updated_at)
 
-    def advancing(self, excluded: Set[uuid.UUID]) -> dict[str, list[Any]]:
-        """The columns of the events that name a milestone, on shipments not in ``excluded``."""
-        rows = [
-            i
-            for i, (shipment_id, milestone) in enumerate(zip(self.shipment_id, self.milestone, strict=True))
-            if milestone is not None and shipment_id not in excluded
-        ]
-        return {
-            name: [column[i] for i in rows]
-            for name, column in vars(self).items()
-            if name not in ("id", "source_event_id")
-        }
+    def outside(self, excluded: Set[uuid.UUID]) -> dict[str, list[Any]]:
+        """The columns of the events on shipments not in ``excluded``."""
+        if not excluded:
+            return dict(vars(self))
+        rows = [i for i, shipment_id in enumerate(self.shipment_id) if shipment_id not in excluded]
+        return {name: [column[i] for i in rows] for name, column in vars(self).items()}
 
 
 async def rebuild_timelines(
@@ -416,8 +410,8 @@ async def update_timelines(
     shipment's history into Python. It is *rebuilt* from every event in force instead (``build_timeline``)
     when one of its events may have been withdrawn or replaced (another row of the same source event id:
     a DCSA update or retraction), when an event's code is not planned, or when its milestones were written
-    before they kept their winners (:data:`_NEEDS_REBUILD`). Both give the timeline a rebuild from scratch
-    gives (tested, with generated feeds).
+    before they kept their winners: the same statement finds those shipments and leaves them alone. Both
+    give the timeline a rebuild from scratch gives (tested, with generated feeds).
 
     Shipment rows are locked in id order first, so concurrent updates of overlapping sets wait for each
     other instead of deadlocking, and everything that decides between advancing and rebuilding is read
@@ -440,42 +434,30 @@ async def update_timelines(
             )
         ).all()
     }
-    tenant = {"tenant_id": scope.tenant_id, "unplanned": UNPLANNED_SEQUENCE_START}
     full = set(rebuild)
-    if added.id:
-        needs = await session.execute(
-            _NEEDS_REBUILD,
-            {
-                **tenant,
-                "shipment_ids": ids,
-                **{name: getattr(added, name) for name in _REBUILD_COLUMNS},
-            },
-        )
-        full |= set(needs.scalars())
+    shown: set[uuid.UUID] = set()
+    reached: dict[uuid.UUID, list[tuple[str, str]]] = defaultdict(list)  # milestones that now happened
+    columns = added.outside(full)
+    if columns["shipment_id"]:
+        advance = {"tenant_id": scope.tenant_id, "unplanned": UNPLANNED_SEQUENCE_START, **columns}
+        for shipment_id, changed_shown, new_actual, blocked in await session.execute(_ADVANCE, advance):
+            if blocked:
+                full.add(shipment_id)
+            if changed_shown:
+                shown.add(shipment_id)
+            if new_actual is not None:
+                reached[shipment_id].append((Classifier.ACTUAL, new_actual))
     writes = _TimelineWrites()
-    advanced = [shipment_id for shipment_id in statuses if shipment_id not in full]
-    if advanced:
-        shown: set[uuid.UUID] = set()
-        reached: dict[uuid.UUID, list[tuple[str, str]]] = defaultdict(list)  # milestones that now happened
-        columns = added.advancing(full)
-        if columns["shipment_id"]:
-            for shipment_id, changed_shown, new_actual in await session.execute(
-                _ADVANCE, {**tenant, **columns}
-            ):
-                if changed_shown:
-                    shown.add(shipment_id)
-                if new_actual is not None:
-                    reached[shipment_id].append((Classifier.ACTUAL, new_actual))
-        for shipment_id in advanced:
-            # events only added: the status moves on from the milestones that now happened (it was derived
-            # from the others before, and a rebuild derives it from all of them again)
-            status = statuses[shipment_id]
-            writes.outcome(
-                shipment_id,
-                status,
-                rules.status_after(status, reached.get(shipment_id, ())),
-                shown=shipment_id in shown,
-            )
+    for shipment_id in [i for i in statuses if i not in full]:
+        # events only added: the status moves on from the milestones that now happened (it was derived from
+        # the others before, and a rebuild derives it from all of them again)
+        status = statuses[shipment_id]
+        writes.outcome(
+            shipment_id,
+            status,
+            rules.status_after(status, reached.get(shipment_id, ())),
+            shown=shipment_id in shown,
+        )
     rebuilt = sorted(full & statuses.keys())
     if rebuilt:
         milestones = await _stored_milestones(session, scope, rebuilt)
@@ -497,38 +479,6 @@ async def update_timelines(
     await writes.flush(session, scope)
 
 
-# which shipments of ``added`` must be rebuilt rather than advanced (see update_timelines)
-_REBUILD_COLUMNS = ("shipment_id", "id", "source", "source_event_id", "milestone")
-_NEEDS_REBUILD = text(
-    """
-    SELECT n.shipment_id
-    FROM unnest(CAST(:shipment_id AS uuid[]), CAST(:id AS uuid[]), CAST(:source AS text[]),
-                CAST(:source_event_id AS text[]), CAST(:milestone AS text[]))
-         AS n(shipment_id, id, source, source_event_id, milestone)
-    -- another version of the same source event: one may replace or withdraw the other
-    WHERE (n.source_event_id IS NOT NULL AND EXISTS (
-            SELECT FROM tracking_event AS e
-            WHERE e.tenant_id = :tenant_id AND e.source = n.source
-              AND e.source_event_id = n.source_event_id AND e.shipment_id = n.shipment_id AND e.id <> n.id))
-       -- a code the plan lacks: where an unplanned milestone goes depends on every event of its code
-       OR (n.milestone IS NOT NULL AND NOT EXISTS (
-            SELECT FROM milestone AS m
-            WHERE m.tenant_id = :tenant_id AND m.shipment_id = n.shipment_id AND m.code = n.milestone
-              AND m.sequence < :unplanned))
-    UNION
-    -- a milestone last written before milestones kept their winning events (migration 0005): its times
-    -- cannot be compared with
-    SELECT m.shipment_id
-    FROM milestone AS m
-    WHERE m.tenant_id = :tenant_id AND m.shipment_id = ANY(CAST(:shipment_ids AS uuid[]))
-      AND NOT ((m.estimated_at IS NULL OR m.estimated_event_key IS NOT NULL)
-               AND (m.actual_at IS NULL OR m.actual_event_key IS NOT NULL)
-               AND (m.planned_event_key IS NOT NULL
-                    OR (m.planned_at IS NOT DISTINCT FROM m.baseline_planned_at
-                        AND m.planned_source IS NOT DISTINCT FROM m.baseline_source)))
-    """
-)
-
 # Advance milestones by events (domain/shipments/timeline.py has the rules, and build_timeline the same
 # rules in Python for rebuilds): an event lands on the first planned milestone of its code at its place,
 # else the first of its code; per milestone and classifier the best new event is compared with the stored
@@ -548,27 +498,52 @@ _ADVANCE = text(
     f"""
     WITH e AS (
         SELECT * FROM unnest(
-            CAST(:shipment_id AS uuid[]), CAST(:milestone AS text[]), CAST(:classifier AS text[]),
-            CAST(:occurred_at AS timestamptz[]), CAST(:key AS text[]), CAST(:source AS text[]),
-            CAST(:locode AS text[]), CAST(:utc_offset_minutes AS int[]), CAST(:version AS timestamptz[])
-        ) WITH ORDINALITY AS e(shipment_id, milestone, classifier, occurred_at, key, source, locode,
-                               utc_offset_minutes, version, n)
+            CAST(:shipment_id AS uuid[]), CAST(:id AS uuid[]), CAST(:source AS text[]),
+            CAST(:source_event_id AS text[]), CAST(:milestone AS text[]), CAST(:classifier AS text[]),
+            CAST(:occurred_at AS timestamptz[]), CAST(:key AS text[]), CAST(:locode AS text[]),
+            CAST(:utc_offset_minutes AS int[]), CAST(:version AS timestamptz[])
+        ) WITH ORDINALITY AS e(shipment_id, id, source, source_event_id, milestone, classifier, occurred_at,
+                               key, locode, utc_offset_minutes, version, n)
     ), targeted AS (
         SELECT DISTINCT ON (e.n) e.*, m.id AS milestone_id
         FROM e JOIN milestone AS m
           ON m.tenant_id = :tenant_id AND m.shipment_id = e.shipment_id AND m.code = e.milestone
              AND m.sequence < :unplanned
         ORDER BY e.n, coalesce(m.location_locode = e.locode, false) DESC, m.sequence
+    ), blocked AS (
+        -- shipments to rebuild instead: a code the plan lacks (where an unplanned milestone goes depends on
+        -- every event of its code) ...
+        SELECT e.shipment_id FROM e
+        WHERE e.milestone IS NOT NULL AND NOT EXISTS (SELECT FROM targeted AS t WHERE t.n = e.n)
+        UNION
+        -- ... another version of the same source event (one may replace or withdraw the other) ...
+        SELECT e.shipment_id FROM e
+        WHERE e.source_event_id IS NOT NULL AND EXISTS (
+            SELECT FROM tracking_event AS x
+            WHERE x.tenant_id = :tenant_id AND x.source = e.source AND x.source_event_id = e.source_event_id
+              AND x.shipment_id = e.shipment_id AND x.id <> e.id)
+        UNION
+        -- ... or a milestone last written before milestones kept their winning events (migration 0005)
+        SELECT m.shipment_id FROM (SELECT DISTINCT shipment_id FROM e) AS s
+        JOIN milestone AS m ON m.tenant_id = :tenant_id AND m.shipment_id = s.shipment_id
+        WHERE NOT ((m.estimated_at IS NULL OR m.estimated_event_key IS NOT NULL)
+                   AND (m.actual_at IS NULL OR m.actual_event_key IS NOT NULL)
+                   AND (m.planned_event_key IS NOT NULL
+                        OR (m.planned_at IS NOT DISTINCT FROM m.baseline_planned_at
+                            AND m.planned_source IS NOT DISTINCT FROM m.baseline_source)))
+    ), advancing AS (
+        SELECT * FROM targeted AS t
+        WHERE NOT EXISTS (SELECT FROM blocked AS b WHERE b.shipment_id = t.shipment_id)
     ), best AS (
         (SELECT DISTINCT ON (milestone_id, classifier)
             milestone_id, classifier, occurred_at AS at, source, key, version, utc_offset_minutes
-        FROM targeted WHERE classifier <> 'ACT'
+        FROM advancing WHERE classifier <> 'ACT'
         ORDER BY milestone_id, classifier, coalesce(version, '-infinity') DESC, occurred_at DESC,
             key COLLATE "C" DESC)
         UNION ALL
         (SELECT DISTINCT ON (milestone_id)
             milestone_id, classifier, occurred_at AS at, source, key, version, utc_offset_minutes
-        FROM targeted WHERE classifier = 'ACT'
+        FROM advancing WHERE classifier = 'ACT'
         ORDER BY milestone_id, occurred_at, key COLLATE "C")
     ), candidate AS (
         -- one row per milestone: no join between the classifiers' winners, whose counts the planner
@@ -596,7 +571,7 @@ _ADVANCE = text(
             m.utc_offset_minutes
         FROM candidate AS c
         JOIN milestone AS m ON m.tenant_id = :tenant_id AND m.id = c.milestone_id
-    )
+    ), advanced AS (
     UPDATE milestone AS m SET
         planned_at = CASE WHEN c.plan_wins THEN c.p_at ELSE m.planned_at END,
         planned_source = CASE WHEN c.plan_wins THEN c.p_source ELSE m.planned_source END,
@@ -619,6 +594,10 @@ _ADVANCE = text(
         OR (c.actual_wins AND (c.a_at, c.a_source, c.a_offset)
                               IS DISTINCT FROM (c.actual_at, c.actual_source, c.utc_offset_minutes)) AS shown,
         CASE WHEN c.actual_wins AND c.actual_at IS NULL THEN m.code END AS new_actual
+    )
+    SELECT shipment_id, shown, new_actual, false AS blocked FROM advanced
+    UNION ALL
+    SELECT shipment_id, false, NULL, true FROM blocked
     """  # noqa: S608 - only the constant fragments above are interpolated
 )
 

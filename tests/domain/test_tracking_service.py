@@ -504,28 +504,36 @@ GENERATED_PLAN = [
 ]
 
 
-def generated_feed(rnd: random.Random) -> list[CanonicalEvent]:
+def generated_feed(rnd: random.Random, *, mixed: bool = False) -> list[CanonicalEvent]:
     """Events on planned codes only, over few instants and versions (ties are common), no source ids: a
-    feed the set-based advance handles alone."""
+    feed the set-based advance handles alone. ``mixed`` adds what sends a shipment to a rebuild: versions
+    and retractions of one source event, and a code the plan lacks."""
     feed = []
+    codes = [code for code, _ in GENERATED_PLAN] + ([M.CUSTOMS_HOLD] if mixed else [])
     for _ in range(rnd.randint(1, 25)):
         version = rnd.choice([None, None, at(rnd.randint(0, 4))])
+        identity: dict[str, object] = {}
+        if mixed and rnd.random() < 0.4:
+            identity = {"source_event_id": f"e{rnd.randint(1, 4)}", "is_retracted": rnd.random() < 0.2}
+            version = at(rnd.randint(0, 4))
         feed.append(
             report(
                 rnd.choice([ACT, EST, PLN]),
-                rnd.choice([code for code, _ in GENERATED_PLAN]),
+                rnd.choice(codes),
                 rnd.randint(0, 12) * 2,
                 rnd.choice(["dcsa", "x12"]),
                 locode=rnd.choice([None, "CNSHA", "LKCMB", "SGSIN", "NLRTM"]),
                 utc_offset_minutes=rnd.choice([None, 60, 480]),
                 updated_at=version,
+                **identity,
             )
         )
     return feed
 
 
+@pytest.mark.parametrize("mixed", [False, True])
 async def test_advancing_generated_feeds_batch_by_batch_equals_rebuilding(
-    session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+    session: AsyncSession, monkeypatch: pytest.MonkeyPatch, mixed: bool
 ) -> None:
     rnd = random.Random(20261121)  # noqa: S311 - a reproducible feed, not a secret
 
@@ -534,12 +542,13 @@ async def test_advancing_generated_feeds_batch_by_batch_equals_rebuilding(
 
     for _ in range(60):
         scope, shipment_id = await shipment_with_timeline(session, GENERATED_PLAN)
-        feed = generated_feed(rnd)
+        feed = generated_feed(rnd, mixed=mixed)
         cuts = sorted(rnd.sample(range(1, len(feed) + 1), k=min(len(feed), rnd.randint(1, 4))))
         start = 0
         for stop in cuts:
             with monkeypatch.context() as patched:
-                patched.setattr(tracking_service, "_events_in_force", no_rebuild)
+                if not mixed:
+                    patched.setattr(tracking_service, "_events_in_force", no_rebuild)
                 await store_events(
                     session,
                     scope,
