@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -105,6 +106,21 @@ class _Server(uvicorn.Server):
             self._captured_signals.clear()
 
 
+# Young-generation collections every this many allocations (CPython's default is 700). One ingest request
+# creates hundreds of thousands of short-lived objects (a 10,000-event message); at the default a request
+# triggers thousands of collections, several of which walk everything the process holds (measured: 12% of
+# capture's CPU). The older generations keep their defaults.
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_garbage_collection() -> None:
+    """Collect less often, and leave what start-up built (modules, schema, app) out of every collection."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
 async def serve(
     runtime: Runtime,
     host: str,
@@ -130,6 +146,7 @@ async def serve(
         tasks += [asyncio.create_task(task(state, stopping)) for task in background]
         if on_ready is not None:
             await on_ready(state)
+        tune_garbage_collection()
         log.info("listening", url=f"http://{host}:{port}")
         try:
             await server.serve()
