@@ -259,7 +259,7 @@ async def store_events(
     if not events:
         return result
     matched = [shipment_id] * len(events) if shipment_id else await match_shipments(session, scope, events)
-    columns: dict[str, list[Any]] = {name: [] for name in _INSERT_COLUMNS}
+    rows: list[tuple[Any, ...]] = []  # the insert's values per event, in _INSERT_COLUMNS order
     keys: list[str] = []
     resolutions = []
     first: dict[str, tuple[CanonicalEvent, str | None]] = {}  # per key: the event and its milestone
@@ -273,29 +273,34 @@ async def store_events(
         # a retraction only withdraws; it never advances the timeline itself
         milestone = None if event.is_retracted else resolution.milestone
         first[key] = (event, milestone)
-        place = event.place
-        columns["shipment_id"].append(target)
-        columns["source"].append(event.source)
-        columns["source_event_id"].append(event.source_event_id)
-        columns["dedup_key"].append(key)
-        columns["classifier"].append(event.classifier.value)
-        columns["milestone_code"].append(milestone)
-        columns["raw_code"].append(event.code.code)
-        columns["raw_reason"].append(event.code.qualifier)
-        columns["code_system"].append(event.code.system)
-        columns["qualifier_system"].append(event.code.qualifier_system)
-        columns["location_locode"].append(place.locode if place else None)
-        columns["location_name"].append(_location_name(place))
-        columns["occurred_at"].append(event.occurred_at)
-        columns["utc_offset_minutes"].append(event.utc_offset_minutes)
-        columns["refs"].append(json_text([{"kind": k, "value": v} for k, v in event.references]))
-        columns["signals"].append(json_text(resolution.signals))
-        columns["unknown"].append(json_text(resolution.unknown))
-        columns["carrier_code"].append((event.carrier_code or "")[:16] or None)
-        columns["place"].append(_place_json(place))
-        columns["version_at"].append(event.updated_at)
-        columns["payload"].append(json_text({"position": event.position, **event.detail}, str))
-        columns["is_retracted"].append(event.is_retracted)
+        place, code = event.place, event.code
+        rows.append(
+            (
+                target,
+                event.source,
+                event.source_event_id,
+                key,
+                event.classifier.value,
+                milestone,
+                code.code,
+                code.qualifier,
+                code.system,
+                code.qualifier_system,
+                place.locode if place else None,
+                _location_name(place),
+                event.occurred_at,
+                event.utc_offset_minutes,
+                json_text([{"kind": k, "value": v} for k, v in event.references]),
+                json_text(resolution.signals),
+                json_text(resolution.unknown),
+                (event.carrier_code or "")[:16] or None,
+                _place_json(place),
+                event.updated_at,
+                json_text({"position": event.position, **event.detail}, str),
+                event.is_retracted,
+            )
+        )
+    columns = dict(zip(_INSERT_COLUMNS, map(list, zip(*rows, strict=True)), strict=True))
     written = (
         await session.execute(
             _INSERT,
