@@ -20,6 +20,8 @@ MAPPINGS_DIR = Path(__file__).parent / "mappings"
 CODELISTS_DIR = Path(__file__).parent / "codelists"
 CANONICAL_SYSTEM = "canonical"  # codes that already are canonical milestones (our JSON, CSV)
 COLUMNS = ("code", "milestone", "signal", "raw_only", "description")
+MILESTONES = frozenset(MilestoneCode)
+SIGNALS = frozenset(Signal)
 
 
 class MappingError(ValueError):
@@ -49,9 +51,9 @@ def validate_row(row: Mapping[str, str | None], where: str) -> CodeMapping:
     milestone = (row.get("milestone") or "").strip() or None
     signal = (row.get("signal") or "").strip() or None
     raw_only = (row.get("raw_only") or "").strip().lower() in ("yes", "true", "1")
-    if milestone is not None and milestone not in set(MilestoneCode):
+    if milestone is not None and milestone not in MILESTONES:
         raise MappingError(f"{where}: milestone {milestone!r} is not a canonical milestone")
-    if signal is not None and signal not in set(Signal):
+    if signal is not None and signal not in SIGNALS:
         raise MappingError(f"{where}: signal {signal!r} is not a known signal")
     if raw_only and (milestone or signal):
         raise MappingError(f"{where}: a raw_only row cannot also map a milestone or signal")
@@ -99,21 +101,35 @@ OverrideKey = tuple[str | None, str, str]  # (carrier code or None for all carri
 
 @dataclass
 class MappingTable:
-    """The built-in rows with one tenant's overrides on top (carrier-specific first, then tenant-wide)."""
+    """The built-in rows with one tenant's overrides on top (carrier-specific first, then tenant-wide).
+
+    A table is built per request (ingest message) and never changed after, so each code's resolution is
+    remembered for the table's life: a batch of events repeats a handful of codes thousands of times.
+    """
 
     builtin: Mapping[str, Mapping[str, CodeMapping]] = field(default_factory=builtin_tables)
     overrides: Mapping[OverrideKey, CodeMapping] = field(default_factory=dict)
+    _resolutions: dict[tuple[SourceCode, str | None], Resolution] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def lookup(self, system: str, code: str, carrier: str | None = None) -> CodeMapping | None:
         if carrier is not None and (carrier, system, code) in self.overrides:
             return self.overrides[(carrier, system, code)]
         if (None, system, code) in self.overrides:
             return self.overrides[(None, system, code)]
-        if system == CANONICAL_SYSTEM and code in set(MilestoneCode):
+        if system == CANONICAL_SYSTEM and code in MILESTONES:
             return CodeMapping(milestone=code)
         return self.builtin.get(system, {}).get(code)
 
     def resolve(self, code: SourceCode, carrier: str | None = None) -> Resolution:
+        key = (code, carrier)
+        resolution = self._resolutions.get(key)
+        if resolution is None:
+            resolution = self._resolutions[key] = self._resolve(code, carrier)
+        return resolution
+
+    def _resolve(self, code: SourceCode, carrier: str | None) -> Resolution:
         signals: list[str] = []
         unknown: list[str] = []
         primary = self.lookup(code.system, code.code, carrier)

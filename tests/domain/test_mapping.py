@@ -72,6 +72,17 @@ def test_tenant_overrides_win_carrier_specific_first() -> None:
     assert mapping.resolve(SourceCode("x.status", "ZZ"), carrier="OTHR").milestone == "ARRIVED"
 
 
+def test_a_resolution_is_remembered_by_its_own_table() -> None:
+    code = SourceCode("x.status", "ZZ")
+    plain = table()
+    assert plain.resolve(code) is plain.resolve(code)
+    overridden = MappingTable(
+        builtin=TABLES, overrides={("ABCD", "x.status", "ZZ"): CodeMapping(milestone="DISCHARGED")}
+    )
+    assert overridden.resolve(code, carrier="ABCD") == Resolution(milestone="DISCHARGED", signals=())
+    assert overridden.resolve(code) == plain.resolve(code) == Resolution(milestone=None, signals=())
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
