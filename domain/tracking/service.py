@@ -414,8 +414,9 @@ async def update_timelines(
     event is compared with its milestone's stored winners, in the database, without reading the
     shipment's history into Python. It is *rebuilt* from every event in force instead (``build_timeline``)
     when one of its events may have been withdrawn or replaced (another row of the same source event id:
-    a DCSA update or retraction), when an event's code is not planned, or when its milestones were written
-    before they kept their winners: the same statement finds those shipments and leaves them alone. Both
+    a DCSA update or retraction), when an event's code is not planned, or when an event lands on a milestone
+    written before milestones kept their winners: the same statement finds those shipments and leaves them
+    alone. Both
     give the timeline a rebuild from scratch gives (tested, with generated feeds).
 
     Shipment rows are locked in id order first, so concurrent updates of overlapping sets wait for each
@@ -510,11 +511,22 @@ _ADVANCE = text(
         ) WITH ORDINALITY AS e(shipment_id, id, source, source_event_id, milestone, classifier, occurred_at,
                                key, locode, utc_offset_minutes, version, n)
     ), targeted AS (
-        SELECT DISTINCT ON (e.n) e.*, m.id AS milestone_id
-        FROM e JOIN milestone AS m
-          ON m.tenant_id = :tenant_id AND m.shipment_id = e.shipment_id AND m.code = e.milestone
-             AND m.sequence < :unplanned
-        ORDER BY e.n, coalesce(m.location_locode = e.locode, false) DESC, m.sequence
+        -- per event its planned milestone (one index probe each), and whether that milestone was last
+        -- written before milestones kept their winning events (migration 0005): no winner to compare with
+        SELECT e.*, t.id AS milestone_id, t.legacy
+        FROM e CROSS JOIN LATERAL (
+            SELECT m.id,
+                NOT ((m.estimated_at IS NULL OR m.estimated_event_key IS NOT NULL)
+                     AND (m.actual_at IS NULL OR m.actual_event_key IS NOT NULL)
+                     AND (m.planned_event_key IS NOT NULL
+                          OR (m.planned_at IS NOT DISTINCT FROM m.baseline_planned_at
+                              AND m.planned_source IS NOT DISTINCT FROM m.baseline_source))) AS legacy
+            FROM milestone AS m
+            WHERE m.tenant_id = :tenant_id AND m.shipment_id = e.shipment_id AND m.code = e.milestone
+              AND m.sequence < :unplanned
+            ORDER BY coalesce(m.location_locode = e.locode, false) DESC, m.sequence
+            LIMIT 1
+        ) AS t
     ), blocked AS (
         -- shipments to rebuild instead: a code the plan lacks (where an unplanned milestone goes depends on
         -- every event of its code) ...
@@ -528,14 +540,8 @@ _ADVANCE = text(
             WHERE x.tenant_id = :tenant_id AND x.source = e.source AND x.source_event_id = e.source_event_id
               AND x.shipment_id = e.shipment_id AND x.id <> e.id)
         UNION
-        -- ... or a milestone last written before milestones kept their winning events (migration 0005)
-        SELECT m.shipment_id FROM (SELECT DISTINCT shipment_id FROM e) AS s
-        JOIN milestone AS m ON m.tenant_id = :tenant_id AND m.shipment_id = s.shipment_id
-        WHERE NOT ((m.estimated_at IS NULL OR m.estimated_event_key IS NOT NULL)
-                   AND (m.actual_at IS NULL OR m.actual_event_key IS NOT NULL)
-                   AND (m.planned_event_key IS NOT NULL
-                        OR (m.planned_at IS NOT DISTINCT FROM m.baseline_planned_at
-                            AND m.planned_source IS NOT DISTINCT FROM m.baseline_source)))
+        -- ... or an event on a milestone without its winners (rebuilt once, then kept up like the others)
+        SELECT shipment_id FROM targeted WHERE legacy
     ), advancing AS (
         SELECT * FROM targeted AS t
         WHERE NOT EXISTS (SELECT FROM blocked AS b WHERE b.shipment_id = t.shipment_id)
