@@ -220,7 +220,7 @@ async def match_shipments(
         scoped(select(reference.value, reference.kind, shipment.id, shipment.created_at), reference, scope)
         .join(
             Shipment.__table__,
-            (shipment.tenant_id == reference.tenant_id) & (shipment.id == reference.shipment_id),
+            (Shipment.tenant_id == ShipmentReference.tenant_id) & (shipment.id == reference.shipment_id),
         )
         .where(reference.value == any_(text_array(values)))
     )
