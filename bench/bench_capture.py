@@ -46,11 +46,11 @@ from bench.harness import (
     Tenant,
     code_version,
     create_database,
+    database_cpu_seconds,
     database_server,
     drop_database,
     in_tenant,
     owner_maintenance,
-    postmaster_pid,
     say,
     seed,
     server_errors,
@@ -181,9 +181,10 @@ class CpuMeter:
     server_pid: int | None = None
 
     def read(self) -> dict[str, float]:
-        readings: dict[str, float | None] = {"client": time.process_time()}
-        postmaster = postmaster_pid(self.pgdata) if self.pgdata is not None else None
-        readings["database"] = tree_cpu_seconds(postmaster) if postmaster is not None else None
+        readings: dict[str, float | None] = {
+            "client": time.process_time(),
+            "database": database_cpu_seconds(self.pgdata),
+        }
         if self.server_pid is not None:
             readings["server"] = tree_cpu_seconds(self.server_pid)
         return {name: value for name, value in readings.items() if value is not None}

@@ -61,6 +61,7 @@ from bench.harness import (
     code_version,
     create_database,
     create_tenants,
+    database_cpu_seconds,
     database_server,
     drop_database,
     free_port,
@@ -687,10 +688,9 @@ class Meters:
     pgdata: Path | None
 
     def read(self, server: Server) -> tuple[float | None, float | None, float | None]:
-        postmaster = postmaster_pid(self.pgdata) if self.pgdata is not None else None
         return (
             tree_cpu_seconds(server.pid),
-            tree_cpu_seconds(postmaster) if postmaster is not None else None,
+            database_cpu_seconds(self.pgdata),
             asyncio.run(sessions_opened(self.owner)),
         )
 

@@ -363,6 +363,13 @@ def tree_cpu_seconds(root: int) -> float | None:
     return sum(stats[pid][1] for pid in tree)
 
 
+def database_cpu_seconds(pgdata: Path | None) -> float | None:
+    """CPU seconds used so far by the embedded server in ``pgdata`` (its postmaster and backends, the exited
+    ones included); ``None`` for a server the benchmark did not start, or without ``/proc``."""
+    postmaster = postmaster_pid(pgdata) if pgdata is not None else None
+    return tree_cpu_seconds(postmaster) if postmaster is not None else None
+
+
 def postmaster_pid(pgdata: Path) -> int | None:
     try:
         return int((pgdata / "postmaster.pid").read_text().split()[0])
